@@ -1,0 +1,156 @@
+//! Private test servers: a redis-server on a free loopback port and a tmux server on a
+//! private socket, each killed by its guard's `Drop` (also on panic). Tests never touch
+//! the user's default tmux server or a Redis on 6379.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server owned by one test.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    extra_args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    // Bind port 0 to let the kernel choose, then release it for redis-server.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+    listener.local_addr().unwrap().port()
+}
+
+impl RedisServer {
+    /// Starts a redis-server with no persistence on a free loopback port.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a redis-server with extra `--option value` arguments.
+    pub fn start_with(extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir for redis");
+        let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let port = free_port();
+        let child = spawn_redis(dir.path(), port, &extra_args);
+        let mut server = RedisServer { child, port, dir, extra_args };
+        // Another process may grab the port between our probe and redis's bind: retry.
+        for _ in 0..5 {
+            if server.wait_ready(Duration::from_secs(5)) {
+                return server;
+            }
+            server.kill();
+            server.port = free_port();
+            server.child = spawn_redis(server.dir.path(), server.port, &server.extra_args);
+        }
+        panic!("redis-server did not start (is it installed? `apt-get install redis-server`)");
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut conn) = client.get_connection() {
+                    if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                        return true;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A blocking connection for assertions.
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+
+    /// Kills the server (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Restarts the server on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_redis(self.dir.path(), self.port, &self.extra_args);
+        assert!(self.wait_ready(Duration::from_secs(10)), "redis-server did not restart");
+    }
+}
+
+fn spawn_redis(dir: &Path, port: u16, extra_args: &[String]) -> Child {
+    Command::new("redis-server")
+        .arg("--port")
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server (install it: apt-get install redis-server)")
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tmux server on a private socket (`tmux -S <tempdir>/sock`), killed on drop.
+pub struct TmuxServer {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+}
+
+impl TmuxServer {
+    /// Starts a tmux server with one detached session `session` running `sh`.
+    pub fn start(session: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir for tmux");
+        let socket = dir.path().join("tmux.sock");
+        let server = TmuxServer { dir, socket };
+        let out = server
+            .cmd()
+            .args(["new-session", "-d", "-s", session, "-x", "200", "-y", "50"])
+            .output()
+            .expect("run tmux (install it: apt-get install tmux)");
+        assert!(out.status.success(), "tmux new-session failed: {}", String::from_utf8_lossy(&out.stderr));
+        server
+    }
+
+    /// A `tmux -S <socket> -f /dev/null` command with TMUX unset.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.arg("-S").arg(&self.socket).args(["-f", "/dev/null"]).env_remove("TMUX");
+        c
+    }
+
+    /// Runs a tmux command and returns its stdout (panics on failure).
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().expect("run tmux");
+        assert!(out.status.success(), "tmux {:?} failed: {}", args, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for TmuxServer {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+}
