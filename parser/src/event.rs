@@ -142,11 +142,14 @@ pub enum Event<'a> {
         target: SubscriptionTarget<'a>,
         value: &'a [u8],
     },
-    /// `%message TEXT` (3.4+), vis-decoded.
+    /// `%message TEXT` (3.4+), vis-decoded. tmux encodes it with `VIS_NOSLASH`, so a literal
+    /// backslash is sent unescaped and one followed by e.g. `n` reads as a newline.
     Message(Cow<'a, [u8]>),
-    /// `%config-error TEXT` (3.4+).
+    /// `%config-error TEXT` (3.4+), raw: tmux writes the message unencoded.
     ConfigError(Cow<'a, [u8]>),
+    /// `%paste-buffer-changed NAME` (3.4+); buffer names are written raw.
     PasteBufferChanged(Cow<'a, [u8]>),
+    /// `%paste-buffer-deleted NAME` (3.4+).
     PasteBufferDeleted(Cow<'a, [u8]>),
     /// `%exit [REASON]`: the last line of a control client.
     Exit {

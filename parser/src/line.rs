@@ -5,6 +5,8 @@
 //! the caller's reusable decode buffer). Words it does not know become [`Event::Unknown`], lines
 //! without `%` become [`Event::Bare`]; a known word with bad fields is an `Err` naming the word.
 
+use std::borrow::Cow;
+
 use memchr::{memchr, memmem};
 use nom::branch::alt;
 use nom::bytes::complete::take_till1;
@@ -215,9 +217,9 @@ pub(crate) fn parse_line<'a>(
         }
         b"subscription-changed" => need!("subscription-changed", subscription_changed(fields)),
         b"message" => Event::Message(vis_decode(fields)),
-        b"config-error" => Event::ConfigError(vis_decode(fields)),
-        b"paste-buffer-changed" => Event::PasteBufferChanged(vis_decode(fields)),
-        b"paste-buffer-deleted" => Event::PasteBufferDeleted(vis_decode(fields)),
+        b"config-error" => Event::ConfigError(Cow::Borrowed(fields)),
+        b"paste-buffer-changed" => Event::PasteBufferChanged(Cow::Borrowed(fields)),
+        b"paste-buffer-deleted" => Event::PasteBufferDeleted(Cow::Borrowed(fields)),
         b"exit" => Event::Exit {
             reason: (!fields.is_empty()).then_some(fields),
         },

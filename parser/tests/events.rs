@@ -200,8 +200,8 @@ fn newer_notifications() {
         format!("message {}", hex(b"pb-died %5 \x010"))
     );
     assert_eq!(
-        one(b"%config-error /etc/tmux.conf:1: bad\n"),
-        format!("config-error {}", hex(b"/etc/tmux.conf:1: bad"))
+        one(b"%config-error /etc/tmux.conf:1: bad \\n\n"),
+        format!("config-error {}", hex(b"/etc/tmux.conf:1: bad \\n"))
     );
     assert_eq!(
         one(b"%paste-buffer-changed buffer0\n"),
