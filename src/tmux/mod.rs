@@ -8,6 +8,7 @@
 pub mod client;
 pub mod command;
 pub mod error;
+pub mod model;
 pub mod server;
 
 pub use client::{Attached, ConnectOptions, ControlClient, Notification, Reply};
@@ -16,5 +17,6 @@ pub use command::{
     Split, SubscriptionScope, Target, TmuxCommand,
 };
 pub use error::TmuxError;
+pub use model::{ModelChange, PaneListing, PaneRecord, PaneState, SessionModel, WindowState};
 pub use server::TmuxServerRef;
 pub use tmux_control_parser::{OwnedEvent, PaneId, SessionId, WindowId};
