@@ -7,9 +7,11 @@ mod support;
 use std::time::Duration;
 
 use futures::future::join_all;
+use panebus::tmux::model::{pane_died_hook, pane_subscription};
 use panebus::tmux::{
-    ConnectOptions, ControlClient, Format, Notification, OwnedEvent, PaneId, Spawn, Split, Target,
-    TmuxCommand, TmuxError, TmuxServerRef, WindowId,
+    ConnectOptions, ControlClient, Format, HookTarget, ModelChange, Notification, OptionName,
+    OptionScope, OwnedEvent, PaneId, PaneListing, SessionModel, Spawn, Split, Target, TmuxCommand,
+    TmuxError, TmuxServerRef, WindowId,
 };
 use support::TmuxServer;
 use tmux_control_parser::Layout;
@@ -362,4 +364,83 @@ async fn hostile_window_names_do_not_inject_commands() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!marker.exists(), "a #() or $() in a name ran a command");
     assert_eq!(display(&client, None, "alive").await, "alive");
+}
+
+#[tokio::test]
+async fn model_follows_a_real_session() {
+    let server = TmuxServer::start("pb");
+    let (client, mut rx) = attach(&server).await;
+    let session = client.attached().session;
+    let pane = PaneId(0);
+    let worker = OptionName::new("@panebus_worker").unwrap();
+    let scope = OptionScope::Pane(pane);
+    for cmd in [
+        TmuxCommand::set_option(scope, &worker, "devbox/%0").unwrap(),
+        TmuxCommand::set_option(scope, &OptionName::new("remain-on-exit").unwrap(), "on").unwrap(),
+        TmuxCommand::set_pane_title(pane, "worker\none").unwrap(),
+        pane_died_hook(HookTarget::Pane(pane)),
+        pane_subscription(),
+    ] {
+        client.run(&cmd).await.expect(cmd.line());
+    }
+
+    let listing = PaneListing::new(vec![worker.clone()]);
+    let relist = |model: &mut SessionModel, lines: Vec<Vec<u8>>| {
+        let (records, errors) = listing.parse(&lines);
+        assert!(errors.is_empty(), "{errors:?}");
+        model.replace_panes(records)
+    };
+    let list_cmd = listing.command(session).unwrap();
+    let mut model = SessionModel::new(session);
+    let changes = relist(&mut model, client.run(&list_cmd).await.unwrap().lines);
+    assert_eq!(changes, vec![ModelChange::PaneAdded(pane)]);
+    let state = &model.panes[&pane];
+    assert_eq!(
+        state.options.get("@panebus_worker").map(String::as_str),
+        Some("devbox/%0")
+    );
+    assert_eq!(state.title, "workerone");
+    assert!(!state.dead);
+    let first_pid = state.pid.expect("listed pid");
+
+    let spawn = Spawn::argv(["sh", "-c", "sleep 0.2; exit 3"]);
+    client
+        .run(&TmuxCommand::respawn_pane(pane, &spawn).unwrap())
+        .await
+        .expect("respawn");
+    let server_pid = client.server_pid().await.unwrap() as libc::pid_t;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no death with status 3; changes seen: {seen:?}"))
+            .expect("stream open");
+        let changes = model.apply(&n);
+        if changes.contains(&ModelChange::PaneDied { pane, status: None }) {
+            // tmux 3.3a can lose the SIGCHLD (docs/tmux-control-mode.md §6): kick the server.
+            assert_eq!(unsafe { libc::kill(server_pid, libc::SIGCHLD) }, 0);
+        }
+        let done = changes.contains(&ModelChange::PaneDied {
+            pane,
+            status: Some(3),
+        });
+        seen.extend(changes);
+        if done {
+            break;
+        }
+    }
+    let state = &model.panes[&pane];
+    assert!(state.dead);
+    assert_eq!(state.dead_status, Some(3));
+    assert_ne!(
+        state.pid,
+        Some(first_pid),
+        "the model saw the respawned pid"
+    );
+    // A relisting agrees with what the notifications built.
+    let before = model.clone();
+    let changes = relist(&mut model, client.run(&list_cmd).await.unwrap().lines);
+    assert_eq!(changes, vec![]);
+    assert_eq!(model.panes[&pane].pid, before.panes[&pane].pid);
 }
