@@ -381,7 +381,9 @@ async fn model_follows_a_real_session() {
         pane_died_hook(HookTarget::Pane(pane)),
         pane_subscription(),
     ] {
-        client.run(&cmd).await.expect(cmd.line());
+        if let Err(err) = client.run(&cmd).await {
+            panic!("{}: {err}", cmd.line());
+        }
     }
 
     let listing = PaneListing::new(vec![worker.clone()]);
