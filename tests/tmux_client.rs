@@ -405,33 +405,13 @@ async fn model_follows_a_real_session() {
     assert!(!state.dead);
     let first_pid = state.pid.expect("listed pid");
 
+    let server_pid = client.server_pid().await.unwrap() as libc::pid_t;
     let spawn = Spawn::argv(["sh", "-c", "sleep 0.2; exit 3"]);
     client
         .run(&TmuxCommand::respawn_pane(pane, &spawn).unwrap())
         .await
         .expect("respawn");
-    let server_pid = client.server_pid().await.unwrap() as libc::pid_t;
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let n = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no death with status 3; changes seen: {seen:?}"))
-            .expect("stream open");
-        let changes = model.apply(&n);
-        if changes.contains(&ModelChange::PaneDied { pane, status: None }) {
-            // tmux 3.3a can lose the SIGCHLD (docs/tmux-control-mode.md §6): kick the server.
-            assert_eq!(unsafe { libc::kill(server_pid, libc::SIGCHLD) }, 0);
-        }
-        let done = changes.contains(&ModelChange::PaneDied {
-            pane,
-            status: Some(3),
-        });
-        seen.extend(changes);
-        if done {
-            break;
-        }
-    }
+    wait_for_death(&mut model, &mut rx, pane, server_pid, Some(3), None).await;
     let state = &model.panes[&pane];
     assert!(state.dead);
     assert_eq!(state.dead_status, Some(3));
@@ -445,4 +425,75 @@ async fn model_follows_a_real_session() {
     let changes = relist(&mut model, client.run(&list_cmd).await.unwrap().lines);
     assert_eq!(changes, vec![]);
     assert_eq!(model.panes[&pane].pid, before.panes[&pane].pid);
+
+    let spawn = Spawn::argv(["sh", "-c", "sleep 0.2; kill -TERM $$"]);
+    client
+        .run(&TmuxCommand::respawn_pane(pane, &spawn).unwrap())
+        .await
+        .expect("respawn");
+    wait_for_death(
+        &mut model,
+        &mut rx,
+        pane,
+        server_pid,
+        None,
+        Some(libc::SIGTERM),
+    )
+    .await;
+}
+
+/// Applies notifications to `model` until it reports `pane` dead with this status and signal,
+/// recovering tmux 3.3a's lost SIGCHLD (docs/tmux-control-mode.md §6) the way the
+/// coordinator does: a report with neither gets the server a SIGCHLD.
+async fn wait_for_death(
+    model: &mut SessionModel,
+    rx: &mut UnboundedReceiver<Notification>,
+    pane: PaneId,
+    server_pid: libc::pid_t,
+    status: Option<i32>,
+    signal: Option<i32>,
+) {
+    let unknown = ModelChange::PaneDied {
+        pane,
+        status: None,
+        signal: None,
+    };
+    let expected = ModelChange::PaneDied {
+        pane,
+        status,
+        signal,
+    };
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {expected:?}; changes seen: {seen:?}"))
+            .expect("stream open");
+        let changes = model.apply(&n);
+        if changes.contains(&unknown) {
+            assert_eq!(unsafe { libc::kill(server_pid, libc::SIGCHLD) }, 0);
+        }
+        let done = changes.contains(&expected);
+        seen.extend(changes);
+        if done {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_reply_fails_only_its_own_command() {
+    let server = TmuxServer::start("pb");
+    let mut opts = options(&server, "pb");
+    opts.max_reply_bytes = 64;
+    let (client, _rx) = ControlClient::connect(opts).await.expect("attach");
+    let big = TmuxCommand::display_message(None, &Format::literal(&"x".repeat(200))).unwrap();
+    let small = TmuxCommand::display_message(None, &Format::literal("small")).unwrap();
+    let (big_reply, small_reply) = tokio::join!(client.run(&big), client.run(&small));
+    match big_reply {
+        Err(TmuxError::ReplyTooLarge { command, .. }) => assert_eq!(command, big.line()),
+        other => panic!("expected ReplyTooLarge, got {other:?}"),
+    }
+    assert_eq!(small_reply.expect("small reply").text_lines(), ["small"]);
 }
