@@ -7,11 +7,11 @@ mod support;
 use std::time::Duration;
 
 use futures::future::join_all;
-use panebus::tmux::model::{pane_died_hook, pane_subscription};
+use panebus::tmux::model::{pane_died_hook, pane_subscription, PANE_SUBSCRIPTION};
 use panebus::tmux::{
-    ConnectOptions, ControlClient, Format, HookTarget, ModelChange, Notification, OptionName,
-    OptionScope, OwnedEvent, PaneId, PaneListing, SessionModel, Spawn, Split, Target, TmuxCommand,
-    TmuxError, TmuxServerRef, WindowId,
+    ClientFlag, ConnectOptions, ControlClient, Format, Hook, HookTarget, ModelChange, Notification,
+    OptionName, OptionScope, OwnedEvent, PaneId, PaneListing, PaneOutput, SessionModel, Spawn,
+    Split, Target, TmuxCommand, TmuxError, TmuxServerRef, WindowId,
 };
 use support::TmuxServer;
 use tmux_control_parser::Layout;
@@ -496,4 +496,112 @@ async fn an_oversized_reply_fails_only_its_own_command() {
         other => panic!("expected ReplyTooLarge, got {other:?}"),
     }
     assert_eq!(small_reply.expect("small reply").text_lines(), ["small"]);
+}
+
+#[tokio::test]
+async fn every_command_form_is_accepted_by_tmux() {
+    let server = TmuxServer::start("pb");
+    let (client, _rx) = attach(&server).await;
+    let session = client.attached().session;
+    let pane = PaneId(0);
+    let status = OptionName::new("@panebus_status").unwrap();
+    let run = |cmd: TmuxCommand| {
+        let client = &client;
+        async move {
+            match client.run(&cmd).await {
+                Ok(reply) => reply.text_lines(),
+                Err(err) => panic!("{}: {err}", cmd.line()),
+            }
+        }
+    };
+
+    // Typing into a plain `cat` shows the text; raw bytes go through send-keys -H.
+    run(TmuxCommand::respawn_pane(pane, &Spawn::argv(["cat"])).unwrap()).await;
+    run(TmuxCommand::send_text(pane, "-typed; $HOME #{x}").unwrap()).await;
+    run(TmuxCommand::send_bytes(pane, b"\rraw\r")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let screen = run(TmuxCommand::capture_pane(pane, 10)).await.join("\n");
+        if screen.contains("-typed; $HOME #{x}") && screen.contains("raw") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "screen: {screen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    for scope in [
+        OptionScope::Pane(pane),
+        OptionScope::Window(WindowId(0)),
+        OptionScope::Session(session),
+    ] {
+        run(TmuxCommand::set_option(scope, &status, "busy").unwrap()).await;
+        assert_eq!(
+            run(TmuxCommand::show_option(scope, &status).unwrap()).await,
+            ["busy"]
+        );
+        run(TmuxCommand::unset_option(scope, &status).unwrap()).await;
+        assert!(run(TmuxCommand::show_option(scope, &status).unwrap())
+            .await
+            .is_empty());
+    }
+    for target in [HookTarget::Pane(pane), HookTarget::Session(session)] {
+        run(pane_died_hook(target)).await;
+        run(TmuxCommand::unset_hook(target, Hook::PaneDied)).await;
+    }
+    let hooks = server.run(&["show-hooks", "-g"]);
+    assert!(
+        !hooks.contains("pb-died"),
+        "no global hook was set: {hooks}"
+    );
+
+    run(TmuxCommand::set_pane_title(pane, "title #{pane_id}").unwrap()).await;
+    assert_eq!(
+        display(&client, Some(Target::Pane(pane)), "#{pane_title}").await,
+        "title #{pane_id}"
+    );
+    let windows =
+        run(TmuxCommand::list_windows(session, &Format::template("#{window_id}")).unwrap()).await;
+    assert_eq!(windows, ["@0"]);
+    run(TmuxCommand::client_size(120, 40)).await;
+    assert_eq!(
+        display(
+            &client,
+            Some(Target::Window(WindowId(0))),
+            "#{window_width}x#{window_height}"
+        )
+        .await,
+        "120x40"
+    );
+    run(TmuxCommand::client_flags(&[
+        (ClientFlag::NoOutput, true),
+        (ClientFlag::PauseAfter(5), true),
+    ]))
+    .await;
+    run(TmuxCommand::client_flags(&[
+        (ClientFlag::NoOutput, false),
+        (ClientFlag::PauseAfter(0), false),
+    ]))
+    .await;
+    for state in [
+        PaneOutput::Off,
+        PaneOutput::On,
+        PaneOutput::Pause,
+        PaneOutput::Continue,
+    ] {
+        run(TmuxCommand::pane_output(pane, state)).await;
+    }
+    run(pane_subscription()).await;
+    run(TmuxCommand::unsubscribe(PANE_SUBSCRIPTION).unwrap()).await;
+    let option = OptionName::new("@pb_fmt").unwrap();
+    run(TmuxCommand::set_option_format(
+        OptionScope::Pane(pane),
+        &option,
+        &Format::template("#{pane_id}").then_literal(" #{literal}"),
+    )
+    .unwrap())
+    .await;
+    assert_eq!(
+        run(TmuxCommand::show_option(OptionScope::Pane(pane), &option).unwrap()).await,
+        ["%0 #{literal}"]
+    );
 }
