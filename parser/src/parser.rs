@@ -197,7 +197,6 @@ impl Parser {
 
     /// The next event, `Some(Err(_))` for a rejected line (parsing goes on after it), or
     /// `None` when more input is needed.
-    #[allow(clippy::should_implement_trait)]
     pub fn next_event(&mut self) -> Option<Result<Event<'_>, ParseError>> {
         loop {
             if self.framing == Framing::Undecided && !self.decide_framing() {
