@@ -206,14 +206,14 @@ impl Parser {
                 Ok(span) => span,
                 Err(err) => return Some(Err(err)),
             };
-            let line = &self.buf[span.start..span.end];
             if self.block.is_some() {
                 if let Some(result) = self.block_line(span) {
                     return Some(result);
                 }
                 continue;
             }
-            if let Some((word, guard)) = guard_line(line) {
+            if let Some((word, guard)) = guard_line(&self.buf[span.start..span.end]) {
+                let line = &self.buf[span.start..span.end];
                 match (word, guard) {
                     (GuardWord::Begin, Some(guard)) => {
                         self.block = Some(OpenBlock {
@@ -239,6 +239,8 @@ impl Parser {
                     (word, None) => return Some(Err(malformed(span.offset, word.name(), line))),
                 }
             }
+            // Borrowed afresh: a borrow that may be returned must not live across the loop's
+            // `continue` (the current borrow checker rejects that).
             let line = &self.buf[span.start..span.end];
             return Some(
                 parse_line(line, &mut self.scratch)
