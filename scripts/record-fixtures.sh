@@ -13,7 +13,8 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/record-fixtures.sh [--out DIR] [--mode C|CC|both] [--only NN[,NN...]] [--list]
+Usage: scripts/record-fixtures.sh [--out DIR] [--mode C|CC|both] [--only NN[,NN...]]
+                                  [--no-dumps | --dumps-only] [--list]
 
 Record tmux control-mode transcripts (tmux 3.3a) for the parser's fixture tests.
 
@@ -21,11 +22,16 @@ Writes, for each scenario NN-name:
   DIR/NN-name.C.raw    bytes printed by `tmux -C` on pipes
   DIR/NN-name.CC.raw   bytes printed by `tmux -CC` on a pty (DCS framing, CRLF line ends)
   DIR/NN-name.payload  (output scenarios only) the exact bytes the pane program wrote
+  DIR/NN-name.C.dump   the normalized dump of the .C.raw (docs: normalized-dump.md), made
+                       with `cargo run -p tmux-control-parser --example dump`; review the
+                       diff by hand before committing it, the parser tests compare against it
 
 Options:
   --out DIR      output directory (default: fixtures/control next to this script)
   --mode MODE    C, CC or both (default: both)
   --only LIST    comma-separated scenario numbers to record, e.g. --only 03,11
+  --no-dumps     do not regenerate the .C.dump files
+  --dumps-only   record nothing; regenerate the .C.dump files from the existing .C.raw
   --list         print the scenarios and exit
   -h, --help     this text
 
@@ -42,12 +48,16 @@ out="$repo_root/fixtures/control"
 mode="both"
 only=""
 list_only=0
+dumps=1
+record=1
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --out) out="${2:?--out needs a directory}"; shift 2 ;;
         --mode) mode="${2:?--mode needs C, CC or both}"; shift 2 ;;
         --only) only="${2:?--only needs scenario numbers}"; shift 2 ;;
+        --no-dumps) dumps=0; shift ;;
+        --dumps-only) record=0; shift ;;
         --list) list_only=1; shift ;;
         *) echo "record-fixtures: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -56,6 +66,26 @@ case "$mode" in
     C|CC|both) ;;
     *) echo "record-fixtures: --mode must be C, CC or both, not '$mode'" >&2; exit 2 ;;
 esac
+# Regenerates NN-name.C.dump from NN-name.C.raw for the selected scenarios.
+write_dumps() {
+    local raw stem num
+    for raw in "$out"/*.C.raw; do
+        [ -e "$raw" ] || continue
+        stem="$(basename "$raw" .C.raw)"
+        num="${stem%%-*}"
+        if [ -n "$only" ] && [[ ",$only," != *",$num,"* ]]; then
+            continue
+        fi
+        (cd "$repo_root" && cargo run -q -p tmux-control-parser --example dump -- "$raw") \
+            >"$out/$stem.C.dump"
+        echo "dumped $out/$stem.C.dump"
+    done
+}
+if [ "$record" -eq 0 ] && [ "$list_only" -eq 0 ]; then
+    write_dumps
+    exit 0
+fi
+
 command -v tmux >/dev/null || { echo "record-fixtures: tmux not found; install tmux 3.3a" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "record-fixtures: python3 not found; install python3" >&2; exit 1; }
 tmux_version="$(tmux -V)"
@@ -691,3 +721,6 @@ def main():
 
 sys.exit(main())
 PY
+if [ "$dumps" -eq 1 ] && [ "$list_only" -eq 0 ] && [ "$mode" != "CC" ]; then
+    write_dumps
+fi
