@@ -27,7 +27,7 @@ Writes, for each scenario NN-name:
                        diff by hand before committing it, the parser tests compare against it
 
 Options:
-  --out DIR      output directory (default: fixtures/control next to this script)
+  --out DIR      output directory (default: fixtures/control in this repository)
   --mode MODE    C, CC or both (default: both)
   --only LIST    comma-separated scenario numbers to record, e.g. --only 03,11
   --no-dumps     do not regenerate the .C.dump files
