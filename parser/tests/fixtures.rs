@@ -12,8 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use tmux_control_parser::{
-    dump, Layout, OwnedEvent, OwnedSubscriptionTarget, PaneId, Parser, Reply, SessionId,
-    WindowId,
+    dump, Layout, OwnedEvent, OwnedSubscriptionTarget, PaneId, Parser, Reply, SessionId, WindowId,
 };
 
 /// Every recorded scenario, as the `NN-name` stem of its files.
@@ -172,13 +171,11 @@ fn layouts(events: &[OwnedEvent], window: u32) -> Vec<(Vec<u32>, Vec<u32>, Strin
         .collect()
 }
 
-fn subscription(
-    name: &str,
-    fields: [&str; 4],
-    value: &[u8],
-) -> OwnedEvent {
+fn subscription(name: &str, fields: [&str; 4], value: &[u8]) -> OwnedEvent {
     let number = |field: &str, sigil: char| -> Option<u32> {
-        field.strip_prefix(sigil).map(|n| n.parse().expect("numeric id"))
+        field
+            .strip_prefix(sigil)
+            .map(|n| n.parse().expect("numeric id"))
     };
     OwnedEvent::SubscriptionChanged {
         name: name.as_bytes().to_vec(),
@@ -201,7 +198,10 @@ fn stable_view(events: &[OwnedEvent]) -> Vec<String> {
     let mut run: Option<(String, u32, Vec<u8>)> = None;
     let flush = |run: &mut Option<(String, u32, Vec<u8>)>, view: &mut Vec<String>| {
         if let Some((kind, pane, data)) = run.take() {
-            view.push(format!("{kind} %{pane} {}", String::from_utf8_lossy(&data).escape_debug()));
+            view.push(format!(
+                "{kind} %{pane} {}",
+                String::from_utf8_lossy(&data).escape_debug()
+            ));
         }
     };
     for event in events {
@@ -262,7 +262,10 @@ fn every_fixture_parses_without_errors_and_ends_with_exit() {
                     _ => None,
                 })
                 .expect("the attach block");
-            assert_eq!(attach.guard.flags, 0, "{scenario}.{framing}: attach block flag");
+            assert_eq!(
+                attach.guard.flags, 0,
+                "{scenario}.{framing}: attach block flag"
+            );
         }
     }
 }
@@ -344,7 +347,9 @@ fn attach_burst_names_the_session_and_sizing_changes_the_layout() {
             ],
             "01-attach.{framing}"
         );
-        assert!(matches!(&events[0], OwnedEvent::Reply(r) if r.guard.flags == 0 && r.lines.is_empty()));
+        assert!(
+            matches!(&events[0], OwnedEvent::Reply(r) if r.guard.flags == 0 && r.lines.is_empty())
+        );
         let layout = Layout::parse("a87d,100x30,0,0,0").expect("recorded layout");
         assert_eq!((layout.root.width, layout.root.height), (100, 30));
         assert_eq!(layout.pane_ids(), vec![PaneId(0)]);
@@ -560,7 +565,9 @@ fn exit_with_remain_on_exit_off_closes_the_pane_or_window() {
         let events = parse("07-exit-remain-off", framing);
         let got = layouts(&events, 0);
         assert_eq!(
-            got.iter().map(|(panes, _, _)| panes.clone()).collect::<Vec<_>>(),
+            got.iter()
+                .map(|(panes, _, _)| panes.clone())
+                .collect::<Vec<_>>(),
             vec![vec![0, 1], vec![0]],
             "07-exit-remain-off.{framing}"
         );
@@ -596,19 +603,29 @@ fn exit_with_remain_on_exit_on_is_seen_by_subscription_and_respawned() {
             .collect();
         assert_eq!(
             pane1,
-            vec![&dead(b"%1 dead=0"), &dead(b"%1 dead=1"), &dead(b"%1 dead=0")],
+            vec![
+                &dead(b"%1 dead=0"),
+                &dead(b"%1 dead=1"),
+                &dead(b"%1 dead=0")
+            ],
             "08-exit-remain-on.{framing}"
         );
         let bodies: Vec<(bool, Vec<&[u8]>)> = replies(&events)
             .into_iter()
             .map(|reply| (reply.is_error, body(reply)))
             .collect();
-        assert!(bodies.contains(&(false, vec![&b"1"[..]])), "pane_dead was 1");
+        assert!(
+            bodies.contains(&(false, vec![&b"1"[..]])),
+            "pane_dead was 1"
+        );
         assert!(bodies.contains(&(
             true,
             vec![&b"respawn pane failed: pane pb:0.0 still active"[..]]
         )));
-        assert!(bodies.contains(&(false, vec![&b"%1 0"[..]])), "respawned pane keeps %1");
+        assert!(
+            bodies.contains(&(false, vec![&b"%1 0"[..]])),
+            "respawned pane keeps %1"
+        );
         assert_eq!(output_of(&events, 1), b"respawned\r\n");
     }
 }
@@ -729,8 +746,7 @@ fn flow_control_pause_and_continue_inside_reply_blocks() {
             .flatten()
             .collect();
         assert_eq!(
-            extended,
-            b"before pause\r\nbefore pause\r\nafter continue\r\nafter continue\r\n",
+            extended, b"before pause\r\nbefore pause\r\nafter continue\r\nafter continue\r\n",
             "{name}: output while paused is dropped"
         );
         let plain: Vec<u8> = events
@@ -787,7 +803,10 @@ fn detach_kill_server_and_server_crash_end_with_exit() {
         let tail: Vec<&OwnedEvent> = events.iter().rev().take(2).collect();
         assert_eq!(
             tail,
-            vec![&OwnedEvent::Exit { reason: None }, &OwnedEvent::SessionsChanged]
+            vec![
+                &OwnedEvent::Exit { reason: None },
+                &OwnedEvent::SessionsChanged
+            ]
         );
 
         let events = parse("15-server-killed", framing);
@@ -798,6 +817,9 @@ fn detach_kill_server_and_server_crash_end_with_exit() {
             })
         );
         let pid = replies(&events)[0].lines[0].clone();
-        assert!(!pid.is_empty() && pid.iter().all(u8::is_ascii_digit), "{pid:?}");
+        assert!(
+            !pid.is_empty() && pid.iter().all(u8::is_ascii_digit),
+            "{pid:?}"
+        );
     }
 }

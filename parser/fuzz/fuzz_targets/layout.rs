@@ -11,7 +11,10 @@ use tmux_control_parser::Layout;
 fuzz_target!(|text: &str| {
     let first = Layout::parse(text);
     if let Ok(layout) = &first {
-        assert!(!layout.pane_ids().is_empty(), "a parsed layout has no panes");
+        assert!(
+            !layout.pane_ids().is_empty(),
+            "a parsed layout has no panes"
+        );
     }
     assert_eq!(first, Layout::parse(text));
 });
