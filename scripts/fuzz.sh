@@ -44,7 +44,7 @@ for raw in "$repo_root"/fixtures/control/*.raw; do
     base="$(basename "$raw" .raw)"
     { printf '\177'; cat "$raw"; } >"$corpus/parse/seed-$base-7f"
     { printf '\377'; cat "$raw"; } >"$corpus/parse/seed-$base-ff"
-    grep -ao '%layout-change @[0-9]* [^ ]*' "$raw" | awk '{print $3}' | while read -r layout; do
+    { grep -ao '%layout-change @[0-9]* [^ ]*' "$raw" || true; } | awk '{print $3}' | while read -r layout; do
         printf '%s' "$layout" >"$corpus/layout/seed-$(printf '%s' "$layout" | cksum | cut -d' ' -f1)"
     done
 done
