@@ -188,7 +188,7 @@ impl Bus {
 
     /// Deletes every entry; returns how many there were.
     pub async fn dlq_purge(&self) -> Result<usize, BusError> {
-        let (n, ()): (usize, ()) = redis::pipe()
+        let (n,): (usize,) = redis::pipe()
             .cmd("LLEN")
             .arg(self.keys.dlq())
             .cmd("DEL")
