@@ -1,8 +1,14 @@
 //! The coordinator: supervises the workers of one tmux session.
 //!
-//! `panebus attach SESSION` holds a leader lease, attaches to tmux in control mode, detects
-//! pane deaths and hung workers, and respawns, quarantines or releases panes. The decisions
-//! are made by the pure [`policy`]; every other file here gathers facts or carries out
-//! actions.
+//! `panebus attach SESSION` holds a leader lease ([`lease`]), attaches to tmux in control
+//! mode, detects pane deaths ([`detect`]) and hung workers, and respawns, quarantines or
+//! releases panes. The decisions are made by the pure [`policy`]; [`history`] and
+//! [`managed`] keep what the policy needs in Redis so a new coordinator carries on where
+//! the last one stopped; [`status_line`] renders what tmux shows.
 
+pub mod detect;
+pub mod history;
+pub mod lease;
+pub mod managed;
 pub mod policy;
+pub mod status_line;
