@@ -8,7 +8,15 @@
 
 use serde_json::json;
 
-use super::{Bus, BusError};
+use super::{eval, Bus, BusError};
+
+/// KEYS: dlq, dlq entries. ARGV: entry id, entry JSON. Adds the entry unless it exists.
+const PUSH: &str = r"
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 1 then
+  redis.call('LPUSH', KEYS[1], ARGV[1])
+end
+return 1
+";
 use crate::schema::{Command, DlqCommand, DlqEntry, Event, EventKind};
 
 /// Result of retrying one entry.
@@ -33,17 +41,12 @@ fn parse_entry(json: &str) -> Result<DlqEntry, BusError> {
 }
 
 impl Bus {
-    /// The commands adding `entry` to the DLQ, for use in a pipeline.
+    /// The command adding `entry` to the DLQ, for use in a pipeline. Idempotent: pushing
+    /// the same entry twice (a retried pipeline) lists it once.
     pub(crate) fn dlq_push_cmds(&self, entry: &DlqEntry, pipe: &mut redis::Pipeline) {
         let json = serde_json::to_string(entry).expect("DLQ entries serialize");
-        pipe.cmd("HSET")
-            .arg(self.keys.dlq_entries())
-            .arg(&entry.id)
-            .arg(json)
-            .ignore();
-        pipe.cmd("LPUSH")
-            .arg(self.keys.dlq())
-            .arg(&entry.id)
+        let keys = [self.keys.dlq(), self.keys.dlq_entries()];
+        pipe.add_command(eval(PUSH, &keys, &[entry.id.clone(), json]))
             .ignore();
     }
 

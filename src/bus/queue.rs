@@ -31,17 +31,18 @@ return {1, redis.call('LPUSH', KEYS[1], ARGV[1])}
 ";
 
 /// KEYS: processing, generation, info. ARGV: raw command, the acking worker's generation.
-/// Returns `{removed, generation}`, or `{-1, generation}` when the caller is fenced.
+/// Returns `{removed, generation}`, or `{-1, generation}` when the caller is fenced. A
+/// missing generation key (Redis lost its data) does not fence: the worker registers again.
 const ACK: &str = r"
-local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
-if gen ~= tonumber(ARGV[2]) then
-  return {-1, gen}
+local current = redis.call('GET', KEYS[2])
+if current and tonumber(current) ~= tonumber(ARGV[2]) then
+  return {-1, tonumber(current)}
 end
 local removed = redis.call('LREM', KEYS[1], 1, ARGV[1])
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('HSET', KEYS[3], 'state', 'idle', 'current_command', '')
 end
-return {removed, gen}
+return {removed, tonumber(ARGV[2])}
 ";
 
 /// KEYS: processing, queue. ARGV: raw command. Moves one taken command back to the head of
