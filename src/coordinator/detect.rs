@@ -30,6 +30,8 @@ pub const MARKER_WORD: &[u8] = b"%pb-died";
 pub const MARKER_FORMAT: &str = " #{hook_pane} #{pane_pid} #{pane_dead_status} #{pane_dead_signal}";
 /// Minimum time between two SIGCHLD kicks for the same pane.
 pub const KICK_INTERVAL: Duration = Duration::from_millis(500);
+/// Earlier pids remembered per pane, so a late report about a replaced process is ignored.
+const RETIRED_KEEP: usize = 8;
 
 /// What tmux says about one pane at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,13 +113,27 @@ pub enum Detection {
     KickServer { pane: u32 },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Incarnation {
     pid: u32,
     died_reported: bool,
     /// First time it was seen dead without an exit status.
     unreaped_since: Option<Instant>,
     last_kick: Option<Instant>,
+    /// Pids this pane had before, newest last.
+    retired: Vec<u32>,
+}
+
+impl Incarnation {
+    fn new(pid: u32, retired: Vec<u32>) -> Incarnation {
+        Incarnation {
+            pid,
+            died_reported: false,
+            unreaped_since: None,
+            last_kick: None,
+            retired,
+        }
+    }
 }
 
 /// Tracks the incarnations of panes and reports each death once.
@@ -140,19 +156,21 @@ impl DeathDetector {
 
     /// Feeds one report (from the hook or the subscription) observed at `now`.
     pub fn observe(&mut self, report: PaneReport, now: Instant) -> Detection {
-        let inc = self.panes.entry(report.pane).or_insert(Incarnation {
-            pid: report.pid,
-            died_reported: false,
-            unreaped_since: None,
-            last_kick: None,
-        });
+        let inc = self
+            .panes
+            .entry(report.pane)
+            .or_insert_with(|| Incarnation::new(report.pid, Vec::new()));
+        if inc.retired.contains(&report.pid) {
+            // A late report (hook or tick) about a process already replaced.
+            return Detection::Nothing;
+        }
         if inc.pid != report.pid {
-            *inc = Incarnation {
-                pid: report.pid,
-                died_reported: false,
-                unreaped_since: None,
-                last_kick: None,
-            };
+            let mut retired = std::mem::take(&mut inc.retired);
+            retired.push(inc.pid);
+            if retired.len() > RETIRED_KEEP {
+                retired.remove(0);
+            }
+            *inc = Incarnation::new(report.pid, retired);
             if !report.dead {
                 return Detection::Started {
                     pane: report.pane,
@@ -310,6 +328,26 @@ mod tests {
                 pane: 1,
                 pid: 11,
                 exit: ExitStatus::Code(2)
+            }
+        );
+    }
+
+    #[test]
+    fn late_reports_about_a_replaced_process_are_ignored() {
+        let t = Instant::now();
+        let mut d = DeathDetector::new(Duration::from_secs(3));
+        d.observe(report(1, 10, false, None), t);
+        d.observe(report(1, 11, false, None), t);
+        assert_eq!(
+            d.observe(report(1, 10, true, Some(ExitStatus::Signal(9))), t),
+            Detection::Nothing
+        );
+        assert_eq!(
+            d.observe(report(1, 11, true, Some(ExitStatus::Signal(9))), t),
+            Detection::Died {
+                pane: 1,
+                pid: 11,
+                exit: ExitStatus::Signal(9)
             }
         );
     }
