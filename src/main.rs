@@ -24,6 +24,10 @@ async fn main() {
     }
     let outcome = match cli.command {
         Command::Worker(args) => panebus::cli::worker::run(args, config).await,
+        Command::Attach(args) => panebus::cli::attach::run(args, config).await,
+        Command::Watchdog(args) => panebus::cli::watchdog::run(args, config).await,
+        Command::Restart(args) => panebus::cli::restart::run(args, config).await,
+        Command::Release(args) => panebus::cli::release::run(args, config).await,
     };
     if let Err(e) = outcome {
         eprintln!("panebus: {e:#}");

@@ -2,6 +2,11 @@
 //!
 //! In this branch only `panebus worker` is wired; the full command set lives with the CLI.
 
+pub mod attach;
+pub mod release;
+pub mod restart;
+pub mod tmux_server;
+pub mod watchdog;
 pub mod worker;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +34,14 @@ pub struct Cli {
 pub enum Command {
     /// Run a worker in this tmux pane.
     Worker(worker::WorkerArgs),
+    /// Supervise the workers of a tmux session (the coordinator).
+    Attach(attach::AttachArgs),
+    /// Heartbeat-only supervision when control mode is unavailable.
+    Watchdog(watchdog::WatchdogArgs),
+    /// Respawn a managed pane now (through its coordinator).
+    Restart(restart::RestartArgs),
+    /// Lift a pane's quarantine.
+    Release(release::ReleaseArgs),
 }
 
 impl Cli {
