@@ -121,6 +121,12 @@ impl Rig {
             .stderr(log)
             .spawn()
             .expect("start panebus attach");
+        // Workers started from now on register after the coordinator started.
+        wait_for("a coordinator holds the lease", || {
+            self.conn()
+                .exists::<_, bool>(self.keys.lease(NODE, SESSION))
+                .unwrap()
+        });
         Proc(child)
     }
 
@@ -183,10 +189,28 @@ impl Rig {
     /// Waits until the coordinator manages `pane` and its worker runs as the pane process.
     fn wait_managed(&self, pane: &str) {
         let id = Self::worker_id(pane);
-        wait_for(&format!("{pane} tagged ({})", self.dir.path().display()), || {
-            self.pane(pane, "#{@panebus_worker}") == id
-                && self.registered_pid(pane) == Some(self.pane_pid(pane))
-        });
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !(self.pane(pane, "#{@panebus_worker}") == id
+            && self.registered_pid(pane) == Some(self.pane_pid(pane)))
+        {
+            if Instant::now() > deadline {
+                let screen = self.tmux.run(&["capture-pane", "-p", "-t", pane]);
+                let logs: Vec<String> = std::fs::read_dir(self.dir.path())
+                    .unwrap()
+                    .flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                    .collect();
+                panic!(
+                    "{pane} not managed: registered pid {:?}, pane pid {}, tag {:?}\nscreen:\n{screen}\nlogs:\n{}",
+                    self.registered_pid(pane),
+                    self.pane_pid(pane),
+                    self.pane(pane, "#{@panebus_worker}"),
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -244,7 +268,8 @@ fn pid_alive(pid: u32) -> bool {
 fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
     let rig = Rig::new();
     // A user's own pane with its own options, and a user window that will exit.
-    rig.tmux.run(&["set-option", "-p", "-t", "%0", "@mine", "keep"]);
+    rig.tmux
+        .run(&["set-option", "-p", "-t", "%0", "@mine", "keep"]);
     let user_options = rig.tmux.run(&["show-options", "-p", "-t", "%0"]);
     let user_window = rig.start_pane("sleep", &["1000"], None);
     let mut coord = rig.coordinator(&[], "coord.log");
@@ -257,7 +282,8 @@ fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
         m = marker.display()
     );
     let window = rig.pane(&pane, "#{window_id}");
-    rig.tmux.run(&["rename-window", "-t", &window, "--", &hostile]);
+    rig.tmux
+        .run(&["rename-window", "-t", &window, "--", &hostile]);
     rig.wait_managed(&pane);
     assert_eq!(rig.pane(&pane, "#{remain-on-exit}"), "on");
 
@@ -360,7 +386,11 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
         rig.pane(&pane, "#{@panebus_state}") == "quarantined"
     });
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(rig.count("pane_respawned", &wid), 2, "no respawn while quarantined");
+    assert_eq!(
+        rig.count("pane_respawned", &wid),
+        2,
+        "no respawn while quarantined"
+    );
 
     // Release with the binary back: respawned at once and registers again.
     std::fs::copy(bin(), &copy).unwrap();
@@ -379,7 +409,9 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
         .conn()
         .exists::<_, bool>(rig.keys.quarantine(&wid))
         .unwrap());
-    wait_for("state shown ok", || rig.pane(&pane, "#{@panebus_state}") == "ok");
+    wait_for("state shown ok", || {
+        rig.pane(&pane, "#{@panebus_state}") == "ok"
+    });
 
     // Releasing a pane that is not quarantined is an error that says so.
     let out = rig.panebus(&["release", &pane]).output().unwrap();
@@ -475,11 +507,7 @@ fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation()
         "#!/bin/sh\ncat >/dev/null\nsleep 2\necho '{\"done\": true}'\n",
     )
     .unwrap();
-    std::fs::set_permissions(
-        &script,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let _coord = rig.coordinator(&[], "coord.log");
     let handler = format!("slow={}", script.display());
     let pane = rig.start_worker(&["--handler", &handler]);
@@ -531,10 +559,7 @@ fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation()
 }
 
 fn lease_holder_pid(rig: &Rig) -> Option<u32> {
-    let value: Option<String> = rig
-        .conn()
-        .get(rig.keys.lease(NODE, SESSION))
-        .unwrap();
+    let value: Option<String> = rig.conn().get(rig.keys.lease(NODE, SESSION)).unwrap();
     // `<token> <host>:<pid>:<random>`
     value.and_then(|v| v.split(':').nth(1).and_then(|p| p.parse().ok()))
 }

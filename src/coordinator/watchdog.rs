@@ -28,8 +28,7 @@ use super::history::{self, Diagnostic};
 use super::lease::Lease;
 use super::managed;
 use super::policy::{
-    self, Action, Heartbeat, HistoryEntry, HistoryKind, Jitter, PaneHealth, PaneState,
-    PolicyConfig,
+    self, Action, Heartbeat, HistoryEntry, HistoryKind, Jitter, PaneHealth, PaneState, PolicyConfig,
 };
 use crate::bus::{Bus, BusError};
 use crate::config::{short_hostname, Config};
