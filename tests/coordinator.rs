@@ -96,6 +96,10 @@ impl Rig {
     }
 
     fn coordinator(&self, extra: &[&str], log: &str) -> Proc {
+        self.coordinator_with(extra, &[("PANEBUS_RESPAWN_LIMIT", "2")], log)
+    }
+
+    fn coordinator_with(&self, extra: &[&str], env: &[(&str, &str)], log: &str) -> Proc {
         let socket = self.tmux.socket.to_str().unwrap().to_string();
         let mut args = vec![
             "attach",
@@ -115,8 +119,8 @@ impl Rig {
         let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
         let child = self
             .panebus(&args)
-            .env("PANEBUS_RESPAWN_LIMIT", "2")
             .env("PANEBUS_RESPAWN_WINDOW", "120")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -718,4 +722,84 @@ fn the_watchdog_respawns_a_hung_worker_through_the_tmux_binary() {
         rig.pane_pid(&pane) != old_pid && rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
     });
     proxy.frozen.store(false, Ordering::SeqCst);
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn event_ms(rig: &Rig, kind: &str, worker: &str, skip: usize) -> Option<u64> {
+    let reply: redis::streams::StreamRangeReply =
+        rig.conn().xrange_all(rig.keys.events()).unwrap();
+    reply
+        .ids
+        .iter()
+        .filter(|e| {
+            e.get::<String>("type").as_deref() == Some(kind)
+                && e.get::<String>("worker").as_deref() == Some(worker)
+        })
+        .nth(skip)
+        .and_then(|e| e.get::<String>("ts_ms"))
+        .and_then(|t| t.parse().ok())
+}
+
+/// Death-detection and respawn latency over many `kill -9`s (a benchmark, not a check):
+/// `cargo test -p panebus --test coordinator -- --ignored --nocapture detection_latency`.
+/// Prints kill → `pane_exited` and kill → re-registered worker percentiles, and how many
+/// deaths needed the subscription backstop or a SIGCHLD kick (> 50 ms).
+#[test]
+#[ignore = "benchmark: run explicitly"]
+fn detection_latency() {
+    let rounds: usize = std::env::var("PB_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(50);
+    let rig = Rig::new();
+    let _coord = rig.coordinator_with(
+        &["--stable-after", "100ms"],
+        &[("PANEBUS_RESPAWN_LIMIT", "100000")],
+        "coord.log",
+    );
+    let pane = rig.start_worker(&[]);
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+    let mut detect = Vec::new();
+    let mut registered = Vec::new();
+    for round in 0..rounds {
+        // Let the incarnation settle (registered, heartbeating) before killing it.
+        std::thread::sleep(Duration::from_millis(300));
+        let pid = rig.pane_pid(&pane);
+        let killed_ms = panebus::schema::now_ms();
+        kill(pid, libc::SIGKILL);
+        wait_for("pane_exited", || event_ms(&rig, "pane_exited", &wid, round).is_some());
+        wait_for("re-registered", || {
+            let p = rig.pane_pid(&pane);
+            p != pid && rig.registered_pid(&pane) == Some(p)
+        });
+        let exited = event_ms(&rig, "pane_exited", &wid, round).unwrap();
+        let started: u64 = rig
+            .conn()
+            .hget(rig.keys.info(&wid), "started_ms")
+            .unwrap();
+        detect.push(exited.saturating_sub(killed_ms) as f64);
+        registered.push(started.saturating_sub(killed_ms) as f64);
+    }
+    detect.sort_by(f64::total_cmp);
+    registered.sort_by(f64::total_cmp);
+    let slow = detect.iter().filter(|&&d| d > 50.0).count();
+    let kicks = rig.log("coord.log").matches("lost-SIGCHLD recovery").count();
+    println!(
+        "kill -9 -> pane_exited ({rounds} rounds): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
+         {slow} over 50 ms (hook missed); SIGCHLD kicks {kicks}",
+        percentile(&detect, 0.5),
+        percentile(&detect, 0.99),
+        detect.last().unwrap()
+    );
+    println!(
+        "kill -9 -> respawned worker registered: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        percentile(&registered, 0.5),
+        percentile(&registered, 0.99),
+        registered.last().unwrap()
+    );
 }
