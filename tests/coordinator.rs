@@ -730,8 +730,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn event_ms(rig: &Rig, kind: &str, worker: &str, skip: usize) -> Option<u64> {
-    let reply: redis::streams::StreamRangeReply =
-        rig.conn().xrange_all(rig.keys.events()).unwrap();
+    let reply: redis::streams::StreamRangeReply = rig.conn().xrange_all(rig.keys.events()).unwrap();
     reply
         .ids
         .iter()
@@ -772,23 +771,25 @@ fn detection_latency() {
         let pid = rig.pane_pid(&pane);
         let killed_ms = panebus::schema::now_ms();
         kill(pid, libc::SIGKILL);
-        wait_for("pane_exited", || event_ms(&rig, "pane_exited", &wid, round).is_some());
+        wait_for("pane_exited", || {
+            event_ms(&rig, "pane_exited", &wid, round).is_some()
+        });
         wait_for("re-registered", || {
             let p = rig.pane_pid(&pane);
             p != pid && rig.registered_pid(&pane) == Some(p)
         });
         let exited = event_ms(&rig, "pane_exited", &wid, round).unwrap();
-        let started: u64 = rig
-            .conn()
-            .hget(rig.keys.info(&wid), "started_ms")
-            .unwrap();
+        let started: u64 = rig.conn().hget(rig.keys.info(&wid), "started_ms").unwrap();
         detect.push(exited.saturating_sub(killed_ms) as f64);
         registered.push(started.saturating_sub(killed_ms) as f64);
     }
     detect.sort_by(f64::total_cmp);
     registered.sort_by(f64::total_cmp);
     let slow = detect.iter().filter(|&&d| d > 50.0).count();
-    let kicks = rig.log("coord.log").matches("lost-SIGCHLD recovery").count();
+    let kicks = rig
+        .log("coord.log")
+        .matches("lost-SIGCHLD recovery")
+        .count();
     println!(
         "kill -9 -> pane_exited ({rounds} rounds): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
          {slow} over 50 ms (hook missed); SIGCHLD kicks {kicks}",
@@ -802,4 +803,58 @@ fn detection_latency() {
         percentile(&registered, 0.99),
         registered.last().unwrap()
     );
+}
+
+#[test]
+fn a_worker_stopped_on_purpose_stays_down_until_restarted() {
+    let rig = Rig::new();
+    let _coord = rig.coordinator(&[], "coord.log");
+    let pane = rig.start_worker(&[]);
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+    let shutdown = panebus::schema::Command::new("shutdown", serde_json::json!({}), "test");
+    let _: () = rig
+        .conn()
+        .lpush(rig.keys.queue(&wid), shutdown.to_json())
+        .unwrap();
+    wait_for("pane dead with status 0", || {
+        rig.pane(&pane, "#{pane_dead} #{pane_dead_status}") == "1 0"
+    });
+    wait_for("shown as stopped", || {
+        rig.pane(&pane, "#{@panebus_state}") == "stopped"
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(rig.count("pane_respawned", &wid), 0);
+    assert_eq!(rig.count("pane_exited", &wid), 1);
+
+    let out = rig.panebus(&["restart", &pane]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rig.wait_managed(&pane);
+}
+
+#[test]
+fn with_on_tmux_exit_wait_the_coordinator_attaches_again() {
+    let rig = Rig::new();
+    let mut coord = rig.coordinator(&["--on-tmux-exit", "wait"], "coord.log");
+    let first = rig.start_worker(&[]);
+    rig.wait_managed(&first);
+    rig.tmux.run(&["kill-server"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(coord.0.try_wait().unwrap().is_none(), "coordinator exited");
+
+    let out = rig
+        .tmux
+        .cmd()
+        .args(["new-session", "-d", "-s", SESSION, "-x", "200", "-y", "50"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let pane = rig.start_worker(&[]);
+    rig.wait_managed(&pane);
+    coord.signal(libc::SIGTERM);
+    assert!(coord.wait_exit().success(), "{}", rig.log("coord.log"));
 }
