@@ -858,3 +858,46 @@ fn with_on_tmux_exit_wait_the_coordinator_attaches_again() {
     coord.signal(libc::SIGTERM);
     assert!(coord.wait_exit().success(), "{}", rig.log("coord.log"));
 }
+
+#[tokio::test]
+async fn the_lease_is_exclusive_fenced_by_token_and_lapses() {
+    use panebus::coordinator::lease::Lease;
+    let redis = RedisServer::start();
+    let mut config = panebus::config::Config::from_lookup(|_| None).unwrap();
+    config.redis_url = redis.url();
+    config.namespace = NS.into();
+    let bus = panebus::bus::Bus::connect(&config).await.unwrap();
+    let ttl = Duration::from_millis(300);
+    let a = Lease::try_acquire(&bus, NODE, "s", "a", ttl)
+        .await
+        .unwrap()
+        .expect("free lease");
+    assert!(Lease::try_acquire(&bus, NODE, "s", "b", ttl)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        Lease::try_acquire(&bus, NODE, "other", "b", ttl)
+            .await
+            .unwrap()
+            .is_some(),
+        "leases are per session"
+    );
+    assert!(a.renew().await.unwrap());
+    let holder = Lease::holder(&bus, NODE, "s").await.unwrap().unwrap();
+    assert_eq!((holder.token, holder.holder.as_str()), (a.token(), "a"));
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let b = Lease::try_acquire(&bus, NODE, "s", "b", ttl)
+        .await
+        .unwrap()
+        .expect("lapsed lease is free");
+    assert!(b.token() > a.token(), "tokens grow");
+    assert!(!a.renew().await.unwrap(), "a stale leader cannot renew");
+    assert!(
+        !a.release().await.unwrap(),
+        "nor delete its successor's lease"
+    );
+    assert!(b.release().await.unwrap());
+    assert!(Lease::holder(&bus, NODE, "s").await.unwrap().is_none());
+}

@@ -845,10 +845,6 @@ impl<'a> Supervisor<'a> {
         }
         let requeue = self.fence(&m.worker).await?;
         let spawn = self.spawn_for(&m.worker).await?;
-        self.client
-            .run(&TmuxCommand::respawn_pane(PaneId(pane), &spawn)?)
-            .await?;
-        let new_pid = self.pane_pid(pane).await?;
         let now = SystemTime::now();
         let failed_at = m.dead.map(|(t, _)| t).unwrap_or(now);
         let kind = match trigger {
@@ -859,7 +855,15 @@ impl<'a> Supervisor<'a> {
             },
             Trigger::Manual => HistoryKind::ManualRestart,
         };
+        // A respawn tmux refuses still counts as an attempt, so a pane that can never be
+        // respawned ends up quarantined instead of being retried on every tick.
+        let respawned = self
+            .client
+            .run(&TmuxCommand::respawn_pane(PaneId(pane), &spawn)?)
+            .await;
         history::record(self.bus, &m.worker, &HistoryEntry { at: now, kind }).await?;
+        respawned?;
+        let new_pid = self.pane_pid(pane).await?;
         self.detector.observe(
             PaneReport {
                 pane,
