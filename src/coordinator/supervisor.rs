@@ -146,6 +146,13 @@ pub async fn run(
         tracing::info!(session = %opts.session, node = %config.node, token = lease.token(), "leader lease acquired");
         emit(
             &bus,
+            EventKind::LeaseAcquired,
+            "",
+            json!({"session": opts.session, "node": config.node, "holder": holder, "lease_token": lease.token()}),
+        )
+        .await;
+        emit(
+            &bus,
             EventKind::CoordinatorStarted,
             "",
             json!({"session": opts.session, "node": config.node, "holder": holder, "lease_token": lease.token()}),
@@ -437,7 +444,9 @@ impl<'a> Supervisor<'a> {
         let mut tick = tokio::time::interval(self.opts.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Notifications first: a death waiting behind a tick's work would be late.
             let step = tokio::select! {
+                biased;
                 _ = stop.cancelled() => return Ok(LoopEnd::Stopped),
                 note = notes.recv() => match note {
                     None => return Ok(LoopEnd::TmuxExited(
