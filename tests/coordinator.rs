@@ -27,6 +27,7 @@ fn bin() -> &'static str {
 
 /// A redis-server, a tmux server with session `work`, and a scratch directory.
 struct Rig {
+    session: String,
     redis: RedisServer,
     tmux: TmuxServer,
     dir: tempfile::TempDir,
@@ -35,9 +36,14 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with_session(SESSION)
+    }
+
+    fn with_session(session: &str) -> Rig {
         Rig {
+            session: session.to_string(),
             redis: RedisServer::start(),
-            tmux: TmuxServer::start(SESSION),
+            tmux: TmuxServer::start(session),
             dir: tempfile::tempdir().unwrap(),
             keys: Keys::new(NS),
         }
@@ -63,7 +69,7 @@ impl Rig {
             "-F".into(),
             "#{pane_id}".into(),
             "-t".into(),
-            format!("{SESSION}:"),
+            format!("={}:", self.session),
         ];
         for (k, v) in self.env() {
             let v = match (k, redis_url) {
@@ -103,7 +109,7 @@ impl Rig {
         let socket = self.tmux.socket.to_str().unwrap().to_string();
         let mut args = vec![
             "attach",
-            SESSION,
+            &self.session,
             "-S",
             &socket,
             "--check-interval",
@@ -128,7 +134,7 @@ impl Rig {
         // Workers started from now on register after the coordinator started.
         wait_for("a coordinator holds the lease", || {
             self.conn()
-                .exists::<_, bool>(self.keys.lease(NODE, SESSION))
+                .exists::<_, bool>(self.keys.lease(NODE, &self.session))
                 .unwrap()
         });
         Proc(child)
@@ -900,4 +906,28 @@ async fn the_lease_is_exclusive_fenced_by_token_and_lapses() {
     );
     assert!(b.release().await.unwrap());
     assert!(Lease::holder(&bus, NODE, "s").await.unwrap().is_none());
+}
+
+#[test]
+fn a_hostile_session_name_is_only_ever_data() {
+    let rig = Rig::with_session("we;ird \"s\" 'q' $(touch x) {}");
+    let _coord = rig.coordinator(&[], "coord.log");
+    let pane = rig.start_worker(&[]);
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+    let old_pid = rig.pane_pid(&pane);
+    kill(old_pid, libc::SIGKILL);
+    wait_for("respawned", || rig.count("pane_respawned", &wid) == 1);
+    let (_, _, details) = rig
+        .events()
+        .into_iter()
+        .find(|(k, _, _)| k == "pane_respawned")
+        .unwrap();
+    assert_eq!(details["session"], rig.session.as_str());
+    assert_eq!(
+        rig.tmux
+            .run(&["list-sessions", "-F", "#{session_name}"])
+            .trim(),
+        rig.session
+    );
 }
