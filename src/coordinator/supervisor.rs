@@ -379,7 +379,6 @@ struct Managed {
     heartbeat_missing_since: Option<SystemTime>,
     heartbeat_missed_reported: bool,
     jitter: Jitter,
-    quarantined: bool,
     state: PaneState,
     shown: Option<PaneState>,
 }
@@ -678,7 +677,6 @@ impl<'a> Supervisor<'a> {
                 heartbeat_missing_since: None,
                 heartbeat_missed_reported: false,
                 jitter: Jitter::random(),
-                quarantined: false,
                 state: PaneState::Healthy,
                 shown: None,
             },
@@ -767,7 +765,6 @@ impl<'a> Supervisor<'a> {
         };
         let history = history::load(self.bus, &worker).await?;
         let m = self.panes.get_mut(&pane).expect("checked above");
-        m.quarantined = history.quarantined;
         let health = PaneHealth {
             started_at: m.started_at,
             state,
@@ -1011,7 +1008,6 @@ impl<'a> Supervisor<'a> {
         };
         history::quarantine(self.bus, &m.worker, &diagnostic).await?;
         if let Some(entry) = self.panes.get_mut(&pane) {
-            entry.quarantined = true;
             entry.state = PaneState::Quarantined;
         }
         tracing::warn!(pane = %pane_name(pane), worker = %m.worker, reason = %text, "pane quarantined; `panebus release` lifts it");
