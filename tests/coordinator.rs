@@ -979,3 +979,33 @@ fn idle_cost() {
         rss / 1024
     );
 }
+
+#[test]
+fn the_coordinator_rides_out_a_redis_restart() {
+    let mut rig = Rig::new();
+    let mut coord = rig.coordinator(&[], "coord.log");
+    let pane = rig.start_worker(&[]);
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+    // Without persistence a restart loses every key: the lease, the registry, the history.
+    rig.redis.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    rig.redis.restart();
+    assert!(
+        coord.0.try_wait().unwrap().is_none(),
+        "{}",
+        rig.log("coord.log")
+    );
+    wait_for("lease taken again", || {
+        rig.conn()
+            .exists::<_, bool>(rig.keys.lease(NODE, SESSION))
+            .unwrap()
+    });
+    rig.wait_managed(&pane);
+    let old_pid = rig.pane_pid(&pane);
+    kill(old_pid, libc::SIGKILL);
+    wait_for("respawned after the Redis restart", || {
+        rig.count("pane_respawned", &wid) == 1
+    });
+    rig.wait_managed(&pane);
+}
