@@ -622,6 +622,10 @@ fn a_restarted_coordinator_acts_only_on_differences() {
     rig.wait_managed(&pane);
     first.signal(libc::SIGTERM);
     assert!(first.wait_exit().success());
+    // Without a coordinator, `restart` says so instead of acting behind anyone's back.
+    let out = rig.panebus(&["restart", &pane]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no coordinator is running"));
 
     // A healthy pane is left as it is by the next coordinator.
     let pid = rig.pane_pid(&pane);
