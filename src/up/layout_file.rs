@@ -145,7 +145,9 @@ impl Layout {
         }
         let mut roles = Vec::with_capacity(file.roles.len());
         for (index, role) in file.roles.into_iter().enumerate() {
-            let at = |message: String| invalid(format!("role #{} ({:?}): {message}", index + 1, role.name));
+            let at = |message: String| {
+                invalid(format!("role #{} ({:?}): {message}", index + 1, role.name))
+            };
             check_name("role name", &role.name).map_err(at)?;
             if roles.iter().any(|r: &Role| r.name == role.name) {
                 return Err(at("role names must be unique".to_string()));
@@ -153,7 +155,10 @@ impl Layout {
             check_count(role.count).map_err(at)?;
             if let Some(command) = &role.command {
                 if command.first().map_or(true, |program| program.is_empty()) {
-                    return Err(at("command must be a non-empty argv list, e.g. [\"my-agent\", \"--flag\"]".to_string()));
+                    return Err(at(
+                        "command must be a non-empty argv list, e.g. [\"my-agent\", \"--flag\"]"
+                            .to_string(),
+                    ));
                 }
                 if !role.handlers.is_empty() {
                     return Err(at("handlers only apply to the default `panebus worker` command; with command = [...] pass them yourself".to_string()));
@@ -321,7 +326,10 @@ command = ["my-agent", "--flag", "a b"]
             let text = format!("[[role]]\nname = {}\n", toml_string(name));
             let err = parse(&text).unwrap_err();
             assert!(err.to_string().contains("not allowed"), "{name}: {err}");
-            let text = format!("[session]\nname = {}\n[[role]]\nname = \"w\"\n", toml_string(name));
+            let text = format!(
+                "[session]\nname = {}\n[[role]]\nname = \"w\"\n",
+                toml_string(name)
+            );
             assert!(parse(&text).is_err(), "session {name}");
         }
     }
@@ -336,10 +344,16 @@ command = ["my-agent", "--flag", "a b"]
             ("[[role]]\nname = \"w\"\ncount = 0\n", "out of range"),
             ("[[role]]\nname = \"w\"\ncount = 1000\n", "out of range"),
             ("[[role]]\nname = \"w\"\ncommand = []\n", "non-empty argv"),
-            ("[[role]]\nname = \"w\"\nenv = { \"A B\" = \"1\" }\n", "environment variable name"),
+            (
+                "[[role]]\nname = \"w\"\nenv = { \"A B\" = \"1\" }\n",
+                "environment variable name",
+            ),
             ("[[role]]\nname = \"w\"\n[[role]]\nname = \"w\"\n", "unique"),
             ("[session]\nname = \"s\"\n", "no [[role]]"),
-            ("[[role]]\nname = \"w\"\ncommand = [\"x\"]\nhandlers = { a = \"b\" }\n", "handlers only apply"),
+            (
+                "[[role]]\nname = \"w\"\ncommand = [\"x\"]\nhandlers = { a = \"b\" }\n",
+                "handlers only apply",
+            ),
             ("[[role]]\nname = \"w\"\ncount = \"two\"\n", "line 3"),
         ];
         for (text, expected) in cases {

@@ -57,7 +57,9 @@ pub enum ManagedRedisError {
         detail: String,
     },
     /// redis-server did not exit after SHUTDOWN.
-    #[error("managed redis-server (pid {pid}) did not exit within {STOP_TIMEOUT:?} after SHUTDOWN")]
+    #[error(
+        "managed redis-server (pid {pid}) did not exit within {STOP_TIMEOUT:?} after SHUTDOWN"
+    )]
     DidNotStop { pid: u32 },
 }
 
@@ -307,8 +309,14 @@ mod tests {
         };
         let args = redis_server_args(&paths).join(" ");
         assert!(args.contains("--port 0 "), "{args}");
-        assert!(args.contains("--unixsocket /r/redis.sock --unixsocketperm 700"), "{args}");
-        assert!(args.contains("--appendonly yes --appendfsync everysec"), "{args}");
+        assert!(
+            args.contains("--unixsocket /r/redis.sock --unixsocketperm 700"),
+            "{args}"
+        );
+        assert!(
+            args.contains("--appendonly yes --appendfsync everysec"),
+            "{args}"
+        );
         assert!(args.contains("--dir /s/redis"), "{args}");
     }
 

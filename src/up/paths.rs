@@ -139,7 +139,10 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!(paths.redis_socket(), Path::new("/run/user/7/panebus/redis.sock"));
+        assert_eq!(
+            paths.redis_socket(),
+            Path::new("/run/user/7/panebus/redis.sock")
+        );
         assert_eq!(paths.redis_data_dir(), Path::new("/s/panebus/redis"));
     }
 
