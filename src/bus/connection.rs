@@ -73,6 +73,13 @@ pub struct BlockingConnection {
     pub(super) client_id: i64,
 }
 
+impl BlockingConnection {
+    /// The server's id of this connection, for [`Bus::unblock`] from another task.
+    pub fn client_id(&self) -> i64 {
+        self.client_id
+    }
+}
+
 impl Bus {
     /// Opens a dedicated connection for blocking commands (BLMOVE, XREAD BLOCK, result
     /// waits). Open one per blocking loop and keep it; after an error, open a new one.
@@ -95,13 +102,14 @@ impl Bus {
         Ok(BlockingConnection { conn, client_id })
     }
 
-    /// Ends a blocking command parked on `blocking` right now (it returns as if its timeout
-    /// had passed, or with the element it was just served). Its future must still be awaited.
-    pub async fn unblock(&self, blocking: &BlockingConnection) -> Result<(), BusError> {
+    /// Ends the blocking command parked on the connection with id `client_id` (see
+    /// [`BlockingConnection::client_id`]) right now: it returns as if its timeout had passed,
+    /// or with the element it was just served. Its future must still be awaited.
+    pub async fn unblock(&self, client_id: i64) -> Result<(), BusError> {
         let mut conn = self.conn.clone();
         let _: i64 = redis::cmd("CLIENT")
             .arg("UNBLOCK")
-            .arg(blocking.client_id)
+            .arg(client_id)
             .query_async(&mut conn)
             .await?;
         Ok(())

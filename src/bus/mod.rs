@@ -7,8 +7,14 @@
 //! and [`events`]. `docs/PROTOCOL.md` describes the same data model for other languages.
 
 pub mod connection;
+pub mod dlq;
 pub mod error;
+pub mod events;
+pub mod heartbeat;
 pub mod keys;
+pub mod queue;
+pub mod registry;
+pub mod results;
 
 use std::time::Duration;
 
@@ -17,8 +23,13 @@ use redis::aio::ConnectionManager;
 use crate::config::Config;
 
 pub use connection::{redact_url, BlockingConnection};
+pub use dlq::{Retried, RetryReport};
 pub use error::BusError;
+pub use events::EventRecord;
+pub use heartbeat::HeartbeatStatus;
 pub use keys::Keys;
+pub use queue::{parse_payload, Delivery, RequeueOutcome};
+pub use registry::WorkerStatus;
 
 /// Limits and lifetimes that bus operations enforce, taken from [`Config`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,4 +97,13 @@ impl Bus {
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
     }
+}
+
+/// An `EVAL` of `script` with `keys` and `args`. EVAL rather than EVALSHA: it works in
+/// pipelines and right after a Redis restart (empty script cache); the server caches the
+/// compiled script by its hash either way.
+pub(crate) fn eval(script: &str, keys: &[String], args: &[String]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+    cmd
 }
