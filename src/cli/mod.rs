@@ -2,4 +2,6 @@
 //! here; the full CLI comes from branch `cli`.)
 
 pub mod down;
+pub mod prompt_box;
+pub mod status_line;
 pub mod up;
