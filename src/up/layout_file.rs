@@ -160,6 +160,11 @@ impl Layout {
                             .to_string(),
                     ));
                 }
+                if command[0].contains('=') {
+                    return Err(at(
+                        "the program (first word of command) cannot contain `=`".to_string()
+                    ));
+                }
                 if !role.handlers.is_empty() {
                     return Err(at("handlers only apply to the default `panebus worker` command; with command = [...] pass them yourself".to_string()));
                 }
@@ -355,6 +360,10 @@ command = ["my-agent", "--flag", "a b"]
                 "handlers only apply",
             ),
             ("[[role]]\nname = \"w\"\ncount = \"two\"\n", "line 3"),
+            (
+                "[[role]]\nname = \"w\"\ncommand = [\"A=1\", \"x\"]\n",
+                "cannot contain `=`",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err().to_string();

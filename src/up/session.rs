@@ -182,13 +182,13 @@ pub fn worker_argv(exe: &Path, role: &Role) -> Vec<OsString> {
     // tmux runs a single-word command through `sh -c`; `env` keeps it an exec, and also
     // carries the role's own variables without leaking them into the session.
     if !role.env.is_empty() || argv.len() == 1 {
-        let mut wrapped: Vec<OsString> = vec!["env".into()];
+        // `env` ends its options at `--`, then takes NAME=VALUE words until the program.
+        let mut wrapped: Vec<OsString> = vec!["env".into(), "--".into()];
         wrapped.extend(
             role.env
                 .iter()
                 .map(|(k, v)| OsString::from(format!("{k}={v}"))),
         );
-        wrapped.push("--".into());
         wrapped.append(&mut argv);
         argv = wrapped;
     }
@@ -448,7 +448,7 @@ mod tests {
             Path::new("/p"),
             &role(Some(vec!["a", "$(id); x"]), &[("K", "v w")]),
         ));
-        assert_eq!(argv, ["env", "K=v w", "--", "a", "$(id); x"]);
+        assert_eq!(argv, ["env", "--", "K=v w", "a", "$(id); x"]);
     }
 
     #[test]
