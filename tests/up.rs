@@ -345,7 +345,7 @@ env = {{ PROBE_VALUE = "a;b $(id) #{{x}}" }}
 command = ["sh", "-c", "printf '%s|%s' \"$PROBE_VALUE\" \"$(pwd)\" > {marker}; exec sleep 600"]
 "#,
         workdir = workdir.display().to_string(),
-        marker = marker.display().to_string(),
+        marker = marker.display(),
     );
     std::fs::write(home.dir.path().join("panebus.toml"), layout).unwrap();
     let s = sock(&tmux);

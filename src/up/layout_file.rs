@@ -372,6 +372,14 @@ command = ["my-agent", "--flag", "a b"]
     }
 
     #[test]
+    fn example_file_is_valid() {
+        let text = include_str!("../../panebus.example.toml");
+        let layout = parse(text).unwrap();
+        assert_eq!(layout.session.as_deref(), Some("agents"));
+        assert_eq!(layout.pane_count(), 4);
+    }
+
+    #[test]
     fn default_layout() {
         let layout = Layout::default_for("worker", 2).unwrap();
         assert_eq!(layout.pane_count(), 2);

@@ -8,11 +8,11 @@
 //! are restricted to `[A-Za-z0-9_-]` by [`super::layout_file`].
 //!
 //! Layout: one window per role (named after it, panes tiled), then a window named
-//! `coordinator` running `panebus attach SESSION`. Each window is created running a
+//! `coordinator` running `panebus attach --adopt SESSION`. Each window is created running a
 //! placeholder, gets `remain-on-exit on` (so a worker that dies keeps its pane and the
 //! coordinator can respawn it in place with the same pane id) and the user option
 //! `@panebus_role`, and only then runs the real command (`respawn-pane -k`), so even a
-//! worker that fails at once cannot close its pane. Health shows in pane borders (`#{@panebus_health}`, fed by the
+//! worker that fails at once cannot close its pane. Health shows in pane borders (`#{@panebus_state}`, fed by the
 //! coordinator) and `status-right` shows `#{@panebus_status}`; all options are set on the
 //! session or its windows, never globally (`-g`).
 
@@ -24,10 +24,11 @@ use thiserror::Error;
 
 use super::layout_file::{Layout, Role};
 
-/// The pane border `up` puts on its windows: pane index, role and the health text the
-/// coordinator keeps in the pane option `@panebus_health`.
+/// The pane border `up` puts on its windows: pane index, role and the state word the
+/// coordinator keeps in the pane option `@panebus_state` (`ok`, `hung`, `dead`,
+/// `quarantined`, `stopped`).
 pub const PANE_BORDER_FORMAT: &str =
-    " #{pane_index} #{@panebus_role} #{?@panebus_health,#{@panebus_health},(no coordinator yet)} ";
+    " #{pane_index} #{@panebus_role} #{?@panebus_state,[#{@panebus_state}],[starting]} ";
 /// `status-right` of sessions `up` creates.
 pub const STATUS_RIGHT: &str = "#{@panebus_status}";
 /// `@panebus_status` until the coordinator writes the first summary.
@@ -344,6 +345,9 @@ fn build(
         "--".into(),
         spec.exe.clone().into(),
         "attach".into(),
+        // The workers registered before the coordinator started; `up` made their panes.
+        "--adopt".into(),
+        "--".into(),
         spec.name.clone().into(),
     ];
     tmux.run(&coordinator)?;
