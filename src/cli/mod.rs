@@ -22,6 +22,7 @@ pub mod progress;
 pub mod result;
 pub mod status;
 pub mod table;
+pub mod worker;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -95,6 +96,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a worker in this tmux pane: register, heartbeat, execute commands.
+    Worker(worker::WorkerArgs),
     /// Send a command to one worker (`%3` or `node/%3`) and print its id.
     Dispatch(dispatch::DispatchArgs),
     /// Send a command to every live worker with a role.
@@ -147,10 +150,22 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
-    restore_sigpipe();
+    if !matches!(cli.command, Command::Worker(_)) {
+        restore_sigpipe();
+    }
     match cli.command {
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),
+        Command::Worker(args) => {
+            let config = resolve_config(&global)?;
+            // The worker handles its own signals (finish or requeue, deregister) and runs
+            // on a multi-threaded runtime so that heartbeats never wait behind a command.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(worker::run(args, config))
+        }
         Command::Dispatch(args) => on_bus(&global, |ctx| dispatch::run(args, ctx)),
         Command::DispatchRole(args) => on_bus(&global, |ctx| dispatch_role::run(args, ctx)),
         Command::Broadcast(args) => on_bus(&global, |ctx| broadcast::run(args, ctx)),
