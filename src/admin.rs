@@ -353,7 +353,8 @@ impl Admin {
         let records = self.bus.recent_events(scan).await?;
         let cursor = match records.last() {
             Some(record) => record.id.clone(),
-            None => "0-0".to_string(),
+            // `--count 0` or an empty stream: follow from whatever is newest now.
+            None => self.bus.last_event_id().await?,
         };
         let matching: Vec<StreamEvent> = records
             .into_iter()
