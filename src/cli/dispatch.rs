@@ -70,7 +70,6 @@ pub async fn run(args: DispatchArgs, ctx: Context) -> anyhow::Result<()> {
     command.timeout_ms = args.timeout;
     command.reply = args.wait;
     admin.enqueue(&worker, &command, args.force).await?;
-    tracing::debug!(command_id = %command.id, worker = %worker, kind = %command.kind, "dispatched");
     if !args.wait {
         return if ctx.json {
             print_json(&json!({ "id": command.id, "worker": worker, "type": command.kind }))

@@ -145,3 +145,78 @@ impl Failure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context as _;
+
+    fn status_of(err: impl Into<anyhow::Error>) -> u8 {
+        ExitStatus::of(&err.into()).code()
+    }
+
+    #[test]
+    fn bus_errors_map_to_their_codes() {
+        let unreachable = BusError::Unreachable {
+            url: "redis://127.0.0.1:1/0".into(),
+            reason: "refused".into(),
+        };
+        assert_eq!(status_of(unreachable), 3);
+        assert_eq!(
+            status_of(BusError::UnknownWorker {
+                worker: "n/%1".into()
+            }),
+            4
+        );
+        assert_eq!(status_of(BusError::NotFound("no entry".into())), 4);
+        assert_eq!(
+            status_of(BusError::QueueFull {
+                worker: "n/%1".into(),
+                depth: 100
+            }),
+            5
+        );
+        assert_eq!(
+            status_of(BusError::PayloadTooLarge { size: 2, limit: 1 }),
+            6
+        );
+        assert_eq!(status_of(BusError::InvalidPayload("bad".into())), 6);
+        let timeout = BusError::Timeout {
+            what: "x".into(),
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(status_of(timeout), 8);
+        let fenced = BusError::Fenced {
+            worker: "n/%1".into(),
+            expected: 1,
+            actual: 2,
+        };
+        assert_eq!(status_of(fenced), 1);
+    }
+
+    #[test]
+    fn redis_connection_errors_count_as_unreachable() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(status_of(BusError::Redis(redis::RedisError::from(io))), 3);
+    }
+
+    #[test]
+    fn failures_map_to_their_codes_through_context() {
+        let failed = Failure::CommandFailed {
+            id: "01J".into(),
+            worker: "n/%1".into(),
+            error: "boom".into(),
+        };
+        let wrapped = anyhow::Error::from(failed).context("while dispatching");
+        assert_eq!(ExitStatus::of(&wrapped).code(), 7);
+        let waited = Failure::WaitTimedOut {
+            id: "01J".into(),
+            waited: Duration::from_secs(90),
+        };
+        assert!(waited.to_string().contains("after 1m 30s"), "{waited}");
+        assert_eq!(status_of(waited), 8);
+        assert_eq!(status_of(Failure::Interrupted), 130);
+        let from_io: anyhow::Result<()> = Err(std::io::Error::other("disk")).context("writing");
+        assert_eq!(ExitStatus::of(&from_io.unwrap_err()).code(), 1);
+    }
+}

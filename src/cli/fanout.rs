@@ -164,7 +164,8 @@ fn print(outcomes: &[Outcome], json: bool) -> anyhow::Result<()> {
     for outcome in outcomes {
         let detail = match (&outcome.error, &outcome.result) {
             (Some(error), _) => error.clone(),
-            (None, Some(value)) => super::dispatch::human_value(Some(value)),
+            (None, Some(serde_json::Value::String(text))) => text.clone(),
+            (None, Some(value)) => value.to_string(),
             (None, None) => String::new(),
         };
         table.row(vec![

@@ -97,6 +97,14 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a worker in this tmux pane: register, heartbeat, execute commands.
+    #[command(after_help = "\
+Examples:
+  panebus worker --role processor
+  panebus worker --role builder --handler build='make -C /src/app'
+  tmux send-keys -t panebus:main.1 'panebus worker --role reviewer' Enter
+
+The pane id comes from TMUX_PANE; outside tmux the worker gets a standalone-<id> name.
+It stops on SIGTERM/SIGINT/SIGHUP or a `shutdown` command.")]
     Worker(worker::WorkerArgs),
     /// Send a command to one worker (`%3` or `node/%3`) and print its id.
     Dispatch(dispatch::DispatchArgs),

@@ -46,7 +46,15 @@ fn render(report: &StatusReport) -> String {
         "commands  {} queued, {} in flight\n",
         report.queued, report.in_flight
     ));
-    text.push_str(&format!("dlq       {} entries\n", report.dlq_size));
+    text.push_str(&format!(
+        "dlq       {} {}\n",
+        report.dlq_size,
+        if report.dlq_size == 1 {
+            "entry"
+        } else {
+            "entries"
+        }
+    ));
     text.push_str(&format!(
         "events    {}{} in the last {}\n",
         if report.events.at_least {
