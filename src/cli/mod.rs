@@ -7,6 +7,7 @@
 //! command lives in its own file with its clap `Args` and an async `run`; the Redis work
 //! behind them goes through [`crate::admin`] and [`crate::bus`].
 
+pub mod attach;
 pub mod broadcast;
 pub mod completions;
 pub mod dispatch;
@@ -19,9 +20,13 @@ pub mod man;
 pub mod panes;
 pub mod payload;
 pub mod progress;
+pub mod release;
+pub mod restart;
 pub mod result;
 pub mod status;
 pub mod table;
+pub mod tmux_server;
+pub mod watchdog;
 pub mod worker;
 
 use std::io::Write;
@@ -106,6 +111,39 @@ Examples:
 The pane id comes from TMUX_PANE; outside tmux the worker gets a standalone-<id> name.
 It stops on SIGTERM/SIGINT/SIGHUP or a `shutdown` command.")]
     Worker(worker::WorkerArgs),
+    /// Supervise the workers of a tmux session (the coordinator).
+    #[command(after_help = "\
+Examples:
+  panebus attach panebus
+  panebus attach work -L mysocket --on-tmux-exit wait
+  panebus attach panebus --adopt --check-interval 500ms
+
+One coordinator leads each session (a leader lease in Redis); start a second one as a
+standby. Stopping it leaves every worker running.")]
+    Attach(attach::AttachArgs),
+    /// Heartbeat-only supervision when control mode is unavailable.
+    #[command(after_help = "\
+Examples:
+  panebus watchdog
+  panebus watchdog --check-interval 10
+  panebus watchdog -S /tmp/tmux-1000/work")]
+    Watchdog(watchdog::WatchdogArgs),
+    /// Respawn a managed pane now (through its coordinator).
+    #[command(after_help = "\
+Examples:
+  panebus restart %3
+  panebus restart devbox/%3 --timeout 30s
+
+Manual restarts do not count toward quarantine and lift one if present.")]
+    Restart(restart::RestartArgs),
+    /// Lift a pane's quarantine.
+    #[command(after_help = "\
+Examples:
+  panebus release %3
+  panebus release devbox/%3
+
+`panebus status` lists quarantined panes and why.")]
+    Release(release::ReleaseArgs),
     /// Send a command to one worker (`%3` or `node/%3`) and print its id.
     Dispatch(dispatch::DispatchArgs),
     /// Send a command to every live worker with a role.
@@ -158,22 +196,23 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
-    if !matches!(cli.command, Command::Worker(_)) {
+    let long_running = matches!(
+        cli.command,
+        Command::Worker(_) | Command::Attach(_) | Command::Watchdog(_)
+    );
+    if !long_running {
         restore_sigpipe();
     }
     match cli.command {
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),
-        Command::Worker(args) => {
-            let config = resolve_config(&global)?;
-            // The worker handles its own signals (finish or requeue, deregister) and runs
-            // on a multi-threaded runtime so that heartbeats never wait behind a command.
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(worker::run(args, config))
+        Command::Worker(args) => long_running_process(&global, |config| worker::run(args, config)),
+        Command::Attach(args) => long_running_process(&global, |config| attach::run(args, config)),
+        Command::Watchdog(args) => {
+            long_running_process(&global, |config| watchdog::run(args, config))
         }
+        Command::Restart(args) => on_bus(&global, |ctx| restart::run(args, ctx.config)),
+        Command::Release(args) => on_bus(&global, |ctx| release::run(args, ctx.config)),
         Command::Dispatch(args) => on_bus(&global, |ctx| dispatch::run(args, ctx)),
         Command::DispatchRole(args) => on_bus(&global, |ctx| dispatch_role::run(args, ctx)),
         Command::Broadcast(args) => on_bus(&global, |ctx| broadcast::run(args, ctx)),
@@ -183,6 +222,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(args) => on_bus(&global, |ctx| events::run(args, ctx)),
         Command::Result(args) => on_bus(&global, |ctx| result::run(args, ctx)),
     }
+}
+
+/// Runs a process that lives until a signal (worker, coordinator, watchdog). It handles its
+/// own signals (finish or requeue, release the lease, deregister) and runs on a
+/// multi-threaded runtime so that heartbeats never wait behind other work.
+fn long_running_process<F, Fut>(global: &GlobalArgs, process: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let config = resolve_config(global)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(process(config))
 }
 
 /// Runs a command that talks to the bus on a single-threaded runtime; Ctrl-C ends it with
