@@ -54,7 +54,8 @@ impl Keys {
         self.worker_key(worker, "generation")
     }
 
-    /// Sorted set: respawn times of `worker` (member and score = ms), kept by the coordinator.
+    /// Sorted set: restart history of `worker` (score = ms, member = entry JSON), kept by the
+    /// coordinator.
     pub fn restarts(&self, worker: &str) -> String {
         self.worker_key(worker, "restarts")
     }
@@ -113,6 +114,24 @@ impl Keys {
     /// Sorted set: workflow ids by start time (ms).
     pub fn workflows(&self) -> String {
         format!("{}:workflows", self.ns)
+    }
+
+    // coordinator keys
+
+    /// Hash: how the coordinator respawns managed pane `worker` (session, argv, cwd), kept
+    /// while the pane is managed, so a worker that dies before registering can be respawned.
+    pub fn managed(&self, worker: &str) -> String {
+        self.worker_key(worker, "managed")
+    }
+
+    /// List: requests (`panebus restart`) for the coordinator of `session` on `node`.
+    pub fn coordinator_requests(&self, node: &str, session: &str) -> String {
+        format!("{}:coordinator:{}/{}:requests", self.ns, node, session)
+    }
+
+    /// List holding the coordinator's reply to request `request_id` (with a TTL).
+    pub fn coordinator_reply(&self, request_id: &str) -> String {
+        format!("{}:coordinator:reply:{}", self.ns, request_id)
     }
 }
 

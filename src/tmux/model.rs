@@ -1,0 +1,922 @@
+//! A picture of one tmux session's windows and panes, kept current from control-mode
+//! notifications and full listings.
+//!
+//! Everything here is pure: [`SessionModel::apply`] takes a [`Notification`] and
+//! [`SessionModel::replace_panes`] takes a parsed `list-panes` listing, and both return the
+//! [`ModelChange`]s the coordinator acts on. The I/O (sending [`PaneListing::command`] and
+//! [`pane_subscription`], reading replies) stays in the caller.
+//!
+//! Sources, fastest first (docs/tmux-control-mode.md §3, §6):
+//! * `%layout-change` removes a pane from the model the moment it leaves its window;
+//! * `%window-close`/`%unlinked-window-close` remove a whole window;
+//! * the `pane-died` hook's `%pb-died %P PID STATUS` marker line reports a death at once
+//!   (when the hook fires; tmux 3.3a sometimes loses it);
+//! * the `%*` subscription on pane pid/dead/status is the ≤ 1 s backstop and reveals
+//!   respawns (a new pid);
+//! * a full listing (asked for with [`ModelChange::RelistNeeded`]) fills in the rest.
+
+use std::collections::BTreeMap;
+
+use tmux_control_parser::{Layout, OwnedEvent, PaneId, SessionId, WindowId};
+
+use super::client::Notification;
+use super::command::{
+    CommandError, Format, Hook, HookTarget, OptionName, SubscriptionScope, TmuxCommand,
+};
+
+/// The name of the pane-state subscription (`refresh-client -B`).
+pub const PANE_SUBSCRIPTION: &str = "panebus_panes";
+
+/// The first word of the line the `pane-died` hook prints (a `%` line, so it never breaks
+/// the "outside a block every line starts with %" rule).
+pub const DIED_MARKER: &str = "%pb-died";
+
+/// `refresh-client -B panebus_panes:%*:#{pane_id} #{window_id} #{pane_pid} #{pane_dead}
+/// #{pane_dead_status}`: every field is numeric, so the value can never hold a newline.
+pub fn pane_subscription() -> TmuxCommand {
+    let format =
+        Format::template("#{pane_id} #{window_id} #{pane_pid} #{pane_dead} #{pane_dead_status}");
+    TmuxCommand::subscribe(PANE_SUBSCRIPTION, SubscriptionScope::AllPanes, &format)
+        .expect("the subscription name and format are constants")
+}
+
+/// `set-hook … pane-died "display -p '%%pb-died #{hook_pane} #{pane_pid} #{pane_dead_status}'"`.
+pub fn pane_died_hook(target: HookTarget) -> TmuxCommand {
+    // display-message runs strftime first, so the marker's `%` is written `%%`.
+    let print = Format::template("%%pb-died #{hook_pane} #{pane_pid} #{pane_dead_status}");
+    let display = TmuxCommand::display_message(None, &print)
+        .expect("the marker format is a constant without NUL");
+    TmuxCommand::set_hook(target, Hook::PaneDied, &display)
+}
+
+/// One pane as the model knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaneState {
+    pub id: PaneId,
+    pub window: WindowId,
+    /// The pid of the pane's process (unknown until listed or reported).
+    pub pid: Option<u32>,
+    /// The process has exited and the pane stays (remain-on-exit).
+    pub dead: bool,
+    /// The exit status once tmux has it (tmux 3.3a may report `dead` without one).
+    pub dead_status: Option<i32>,
+    pub title: String,
+    /// The listed user options that are set on the pane (e.g. `@panebus_worker`).
+    pub options: BTreeMap<String, String>,
+}
+
+impl PaneState {
+    fn new(id: PaneId, window: WindowId) -> Self {
+        PaneState {
+            id,
+            window,
+            pid: None,
+            dead: false,
+            dead_status: None,
+            title: String::new(),
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+/// One window: its panes in layout order, and its layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowState {
+    pub id: WindowId,
+    pub layout: Option<Layout>,
+    pub panes: Vec<PaneId>,
+}
+
+/// What changed, for the coordinator to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelChange {
+    PaneAdded(PaneId),
+    /// The pane no longer exists (killed, or exited with remain-on-exit off).
+    PaneGone(PaneId),
+    /// The pane's process exited and the pane remains. Reported again when the status
+    /// becomes known after a first report without it.
+    PaneDied {
+        pane: PaneId,
+        status: Option<i32>,
+    },
+    /// The pane runs a new process (respawned): a new pid.
+    PaneRespawned {
+        pane: PaneId,
+        pid: u32,
+    },
+    WindowGone(WindowId),
+    LayoutChanged(WindowId),
+    /// The model may be stale: send [`PaneListing::command`] and apply the result.
+    RelistNeeded,
+    /// The control session is over.
+    SessionEnded {
+        reason: String,
+    },
+}
+
+/// The session model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionModel {
+    pub session: SessionId,
+    pub windows: BTreeMap<WindowId, WindowState>,
+    pub panes: BTreeMap<PaneId, PaneState>,
+}
+
+impl SessionModel {
+    /// An empty model of `session`; fill it with [`SessionModel::replace_panes`].
+    pub fn new(session: SessionId) -> Self {
+        SessionModel {
+            session,
+            windows: BTreeMap::new(),
+            panes: BTreeMap::new(),
+        }
+    }
+
+    /// Applies one notification.
+    pub fn apply(&mut self, notification: &Notification) -> Vec<ModelChange> {
+        let event = match notification {
+            Notification::Exit { reason } => {
+                return vec![ModelChange::SessionEnded {
+                    reason: reason.clone(),
+                }]
+            }
+            Notification::Event(event) => event,
+        };
+        match event {
+            OwnedEvent::LayoutChange { window, layout, .. } => self.layout_changed(*window, layout),
+            OwnedEvent::WindowAdd(window) => {
+                self.windows.entry(*window).or_insert_with(|| WindowState {
+                    id: *window,
+                    layout: None,
+                    panes: Vec::new(),
+                });
+                vec![ModelChange::RelistNeeded]
+            }
+            OwnedEvent::WindowClose(window) | OwnedEvent::UnlinkedWindowClose(window) => {
+                let mut changes = self.remove_window(*window);
+                changes.push(ModelChange::RelistNeeded);
+                changes
+            }
+            OwnedEvent::SessionsChanged => vec![ModelChange::RelistNeeded],
+            OwnedEvent::SessionChanged { session, .. } if *session != self.session => {
+                // The client was moved to another session: everything known is stale.
+                let mut changes: Vec<ModelChange> = self
+                    .panes
+                    .keys()
+                    .map(|p| ModelChange::PaneGone(*p))
+                    .collect();
+                *self = SessionModel::new(*session);
+                changes.push(ModelChange::RelistNeeded);
+                changes
+            }
+            OwnedEvent::SubscriptionChanged { name, value, .. }
+                if name.as_slice() == PANE_SUBSCRIPTION.as_bytes() =>
+            {
+                match parse_subscription_value(value) {
+                    Some(report) => self.pane_reported(report),
+                    None => {
+                        tracing::warn!(value = %String::from_utf8_lossy(value), "unparsable pane subscription value");
+                        Vec::new()
+                    }
+                }
+            }
+            OwnedEvent::Unknown(line) if line.starts_with(DIED_MARKER.as_bytes()) => {
+                match parse_died_marker(line) {
+                    Some((pane, pid, status)) => self.pane_died(pane, pid, status),
+                    None => {
+                        tracing::warn!(line = %String::from_utf8_lossy(line), "unparsable pane-died marker");
+                        Vec::new()
+                    }
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Replaces the panes and windows with a full listing and reports the differences.
+    pub fn replace_panes(&mut self, records: Vec<PaneRecord>) -> Vec<ModelChange> {
+        let mut changes = Vec::new();
+        let listed: BTreeMap<PaneId, ()> = records.iter().map(|r| (r.pane.id, ())).collect();
+        for gone in self.panes.keys().filter(|p| !listed.contains_key(p)) {
+            changes.push(ModelChange::PaneGone(*gone));
+        }
+        let mut windows: BTreeMap<WindowId, WindowState> = BTreeMap::new();
+        let mut panes = BTreeMap::new();
+        for record in records {
+            let new = record.pane;
+            match self.panes.get(&new.id) {
+                None => {
+                    changes.push(ModelChange::PaneAdded(new.id));
+                    if new.dead {
+                        changes.push(ModelChange::PaneDied {
+                            pane: new.id,
+                            status: new.dead_status,
+                        });
+                    }
+                }
+                Some(old) => changes.extend(pane_diff(old, new.pid, new.dead, new.dead_status)),
+            }
+            let window = windows.entry(new.window).or_insert_with(|| WindowState {
+                id: new.window,
+                layout: None,
+                panes: Vec::new(),
+            });
+            if window.layout.is_none() {
+                window.layout = Layout::parse(&record.window_layout).ok();
+            }
+            panes.insert(new.id, new);
+        }
+        for window in windows.values_mut() {
+            window.panes = match &window.layout {
+                Some(layout) => layout.pane_ids(),
+                None => panes
+                    .values()
+                    .filter(|p| p.window == window.id)
+                    .map(|p| p.id)
+                    .collect(),
+            };
+        }
+        for gone in self.windows.keys().filter(|w| !windows.contains_key(w)) {
+            changes.push(ModelChange::WindowGone(*gone));
+        }
+        self.windows = windows;
+        self.panes = panes;
+        changes
+    }
+
+    fn layout_changed(&mut self, window: WindowId, layout: &str) -> Vec<ModelChange> {
+        let layout = match Layout::parse(layout) {
+            Ok(layout) => layout,
+            Err(err) => {
+                tracing::warn!(window = %window, error = %err, "unparsable layout; relisting");
+                return vec![ModelChange::RelistNeeded];
+            }
+        };
+        let now = layout.pane_ids();
+        let mut changes = Vec::new();
+        let before: Vec<PaneId> = self
+            .panes
+            .values()
+            .filter(|p| p.window == window)
+            .map(|p| p.id)
+            .collect();
+        for pane in before.iter().filter(|p| !now.contains(p)) {
+            self.panes.remove(pane);
+            changes.push(ModelChange::PaneGone(*pane));
+        }
+        let mut relist = false;
+        for pane in &now {
+            match self.panes.get_mut(pane) {
+                Some(state) => state.window = window,
+                None => {
+                    self.panes.insert(*pane, PaneState::new(*pane, window));
+                    changes.push(ModelChange::PaneAdded(*pane));
+                    relist = true;
+                }
+            }
+        }
+        self.windows.insert(
+            window,
+            WindowState {
+                id: window,
+                layout: Some(layout),
+                panes: now,
+            },
+        );
+        changes.push(ModelChange::LayoutChanged(window));
+        if relist {
+            // A new pane's pid, options and title come from a listing.
+            changes.push(ModelChange::RelistNeeded);
+        }
+        changes
+    }
+
+    fn remove_window(&mut self, window: WindowId) -> Vec<ModelChange> {
+        let mut changes: Vec<ModelChange> = Vec::new();
+        let panes: Vec<PaneId> = self
+            .panes
+            .values()
+            .filter(|p| p.window == window)
+            .map(|p| p.id)
+            .collect();
+        for pane in panes {
+            self.panes.remove(&pane);
+            changes.push(ModelChange::PaneGone(pane));
+        }
+        if self.windows.remove(&window).is_some() {
+            changes.push(ModelChange::WindowGone(window));
+        }
+        changes
+    }
+
+    fn pane_reported(&mut self, report: PaneReport) -> Vec<ModelChange> {
+        match self.panes.get_mut(&report.pane) {
+            Some(state) => {
+                let changes = pane_diff(state, report.pid, report.dead, report.dead_status);
+                state.window = report.window;
+                state.pid = report.pid;
+                state.dead = report.dead;
+                state.dead_status = report.dead_status;
+                changes
+            }
+            None => {
+                let mut state = PaneState::new(report.pane, report.window);
+                state.pid = report.pid;
+                state.dead = report.dead;
+                state.dead_status = report.dead_status;
+                self.panes.insert(report.pane, state);
+                let mut changes = vec![ModelChange::PaneAdded(report.pane)];
+                if report.dead {
+                    changes.push(ModelChange::PaneDied {
+                        pane: report.pane,
+                        status: report.dead_status,
+                    });
+                }
+                changes.push(ModelChange::RelistNeeded);
+                changes
+            }
+        }
+    }
+
+    fn pane_died(
+        &mut self,
+        pane: PaneId,
+        pid: Option<u32>,
+        status: Option<i32>,
+    ) -> Vec<ModelChange> {
+        let Some(state) = self.panes.get_mut(&pane) else {
+            return vec![ModelChange::RelistNeeded];
+        };
+        // The hook prints the pid of the incarnation that died. tmux reports nothing when a
+        // pane is respawned, so a pid the model has not seen means a respawn it missed.
+        let pid = pid.or(state.pid);
+        let status = status.or(state.dead_status);
+        let changes = pane_diff(state, pid, true, status);
+        state.pid = pid;
+        state.dead = true;
+        state.dead_status = status;
+        changes
+    }
+}
+
+/// Changes between a known pane and newly reported pid/dead/status.
+fn pane_diff(
+    old: &PaneState,
+    pid: Option<u32>,
+    dead: bool,
+    dead_status: Option<i32>,
+) -> Vec<ModelChange> {
+    let mut changes = Vec::new();
+    let respawned = match (old.pid, pid) {
+        (Some(before), Some(now)) => before != now,
+        _ => false,
+    };
+    if respawned {
+        changes.push(ModelChange::PaneRespawned {
+            pane: old.id,
+            pid: pid.unwrap_or_default(),
+        });
+    }
+    let was_dead = old.dead && !respawned;
+    let known_status = if respawned { None } else { old.dead_status };
+    if dead && (!was_dead || dead_status != known_status) {
+        changes.push(ModelChange::PaneDied {
+            pane: old.id,
+            status: dead_status,
+        });
+    }
+    changes
+}
+
+/// One subscription report: `%P @W PID DEAD STATUS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PaneReport {
+    pane: PaneId,
+    window: WindowId,
+    pid: Option<u32>,
+    dead: bool,
+    dead_status: Option<i32>,
+}
+
+fn parse_subscription_value(value: &[u8]) -> Option<PaneReport> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut fields = text.split(' ');
+    let pane = parse_pane_id(fields.next()?)?;
+    let window = parse_window_id(fields.next()?)?;
+    let pid = parse_optional(fields.next()?)?;
+    let dead = parse_flag(fields.next()?)?;
+    let dead_status = parse_optional(fields.next()?)?;
+    if fields.next().is_some() {
+        return None;
+    }
+    Some(PaneReport {
+        pane,
+        window,
+        pid,
+        dead,
+        dead_status,
+    })
+}
+
+/// `%pb-died %P PID STATUS` (PID and STATUS may be empty).
+fn parse_died_marker(line: &[u8]) -> Option<(PaneId, Option<u32>, Option<i32>)> {
+    let text = std::str::from_utf8(line).ok()?;
+    let rest = text.strip_prefix(DIED_MARKER)?.strip_prefix(' ')?;
+    let mut fields = rest.split(' ');
+    let pane = parse_pane_id(fields.next()?)?;
+    let pid = parse_optional(fields.next().unwrap_or(""))?;
+    let status = parse_optional(fields.next().unwrap_or(""))?;
+    Some((pane, pid, status))
+}
+
+fn parse_pane_id(text: &str) -> Option<PaneId> {
+    text.strip_prefix('%')?.parse().ok().map(PaneId)
+}
+
+fn parse_window_id(text: &str) -> Option<WindowId> {
+    text.strip_prefix('@')?.parse().ok().map(WindowId)
+}
+
+/// An empty field is `Some(None)`; a malformed one is `None`.
+fn parse_optional<T: std::str::FromStr>(text: &str) -> Option<Option<T>> {
+    if text.is_empty() {
+        Some(None)
+    } else {
+        text.parse().ok().map(Some)
+    }
+}
+
+fn parse_flag(text: &str) -> Option<bool> {
+    match text {
+        "0" | "" => Some(false),
+        "1" => Some(true),
+        _ => None,
+    }
+}
+
+/// One line of a pane listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaneRecord {
+    pub pane: PaneState,
+    /// `#{window_layout}` of the pane's window.
+    pub window_layout: String,
+}
+
+/// A listing line that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unreadable line {line} of the pane listing: {text:?}")]
+pub struct ListingError {
+    /// 1-based line number in the reply.
+    pub line: usize,
+    pub text: String,
+}
+
+/// The `list-panes` listing the model is refreshed from: fixed numeric fields, the
+/// requested user options, and the pane title last.
+///
+/// Fields are separated by TAB. Ids, pids, flags, statuses and layouts never contain a TAB
+/// or LF; option values PaneBus writes are single-line; the title, which a program can set
+/// to anything, is last, so a TAB in it stays in it and a line that does not start a new
+/// record (`%N<TAB>…`) is taken as the continuation of the previous title.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaneListing {
+    options: Vec<OptionName>,
+}
+
+/// The fixed fields before the options.
+const FIXED_FIELDS: usize = 6;
+
+impl PaneListing {
+    /// A listing that also reads these pane options.
+    pub fn new(options: Vec<OptionName>) -> Self {
+        PaneListing { options }
+    }
+
+    /// `list-panes -s -t $S -F …`.
+    pub fn command(&self, session: SessionId) -> Result<TmuxCommand, CommandError> {
+        let mut format = Format::template(
+            "#{pane_id}\t#{window_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{window_layout}",
+        );
+        for option in &self.options {
+            format = format.then("\t").then_option(option);
+        }
+        format = format.then("\t#{pane_title}");
+        TmuxCommand::list_panes(session, &format)
+    }
+
+    /// Parses the reply lines; unreadable lines are returned as errors beside the records.
+    pub fn parse(&self, lines: &[Vec<u8>]) -> (Vec<PaneRecord>, Vec<ListingError>) {
+        let field_count = FIXED_FIELDS + self.options.len() + 1;
+        let mut records: Vec<PaneRecord> = Vec::new();
+        let mut errors = Vec::new();
+        for (index, raw) in lines.iter().enumerate() {
+            let text = String::from_utf8_lossy(raw);
+            let starts_record = text
+                .split_once('\t')
+                .is_some_and(|(first, _)| parse_pane_id(first).is_some());
+            if !starts_record {
+                match records.last_mut() {
+                    Some(previous) => {
+                        previous.pane.title.push('\n');
+                        previous.pane.title.push_str(&text);
+                    }
+                    None => errors.push(ListingError {
+                        line: index + 1,
+                        text: text.into_owned(),
+                    }),
+                }
+                continue;
+            }
+            match self.parse_record(&text, field_count) {
+                Some(record) => records.push(record),
+                None => errors.push(ListingError {
+                    line: index + 1,
+                    text: text.into_owned(),
+                }),
+            }
+        }
+        (records, errors)
+    }
+
+    fn parse_record(&self, text: &str, field_count: usize) -> Option<PaneRecord> {
+        let fields: Vec<&str> = text.splitn(field_count, '\t').collect();
+        if fields.len() != field_count {
+            return None;
+        }
+        let mut pane = PaneState::new(parse_pane_id(fields[0])?, parse_window_id(fields[1])?);
+        pane.pid = parse_optional(fields[2])?;
+        pane.dead = parse_flag(fields[3])?;
+        pane.dead_status = parse_optional(fields[4])?;
+        for (option, value) in self.options.iter().zip(&fields[FIXED_FIELDS..]) {
+            if !value.is_empty() {
+                pane.options
+                    .insert(option.as_str().to_owned(), (*value).to_owned());
+            }
+        }
+        pane.title = fields[field_count - 1].to_owned();
+        Some(PaneRecord {
+            pane,
+            window_layout: fields[5].to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tmux_control_parser::OwnedSubscriptionTarget;
+
+    fn layout_event(window: u32, layout: &str) -> Notification {
+        Notification::Event(OwnedEvent::LayoutChange {
+            window: WindowId(window),
+            layout: layout.to_owned(),
+            visible_layout: layout.to_owned(),
+            flags: String::new(),
+        })
+    }
+
+    fn subscription(value: &str) -> Notification {
+        Notification::Event(OwnedEvent::SubscriptionChanged {
+            name: PANE_SUBSCRIPTION.as_bytes().to_vec(),
+            target: OwnedSubscriptionTarget {
+                session: Some(SessionId(0)),
+                window: Some(WindowId(1)),
+                index: Some(1),
+                pane: Some(PaneId(1)),
+                raw_fields: ["$0".into(), "@1".into(), "1".into(), "%1".into()],
+            },
+            value: value.as_bytes().to_vec(),
+        })
+    }
+
+    fn listing() -> PaneListing {
+        PaneListing::new(vec![OptionName::new("@panebus_worker").unwrap()])
+    }
+
+    fn lines(text: &[&str]) -> Vec<Vec<u8>> {
+        text.iter().map(|l| l.as_bytes().to_vec()).collect()
+    }
+
+    /// Two panes side by side in @1 (layout captured from tmux 3.3a).
+    const TWO_PANES: &str = "4f3d,200x50,0,0{100x50,0,0,1,99x50,101,0,2}";
+    const ONE_PANE: &str = "ac9e,200x50,0,0,1";
+
+    fn model_with_two_panes() -> SessionModel {
+        let mut model = SessionModel::new(SessionId(0));
+        let (records, errors) = listing().parse(&lines(&[
+            &format!("%1\t@1\t100\t0\t\t{TWO_PANES}\tdevbox/%1\ttitle one"),
+            &format!("%2\t@1\t200\t0\t\t{TWO_PANES}\t\tsh"),
+        ]));
+        assert!(errors.is_empty(), "{errors:?}");
+        let changes = model.replace_panes(records);
+        assert_eq!(
+            changes,
+            vec![
+                ModelChange::PaneAdded(PaneId(1)),
+                ModelChange::PaneAdded(PaneId(2))
+            ]
+        );
+        model
+    }
+
+    #[test]
+    fn listing_command_reads_options_and_title_last() {
+        let cmd = listing().command(SessionId(3)).unwrap();
+        assert_eq!(
+            cmd.line(),
+            // TAB travels as `\011` outside the quotes, like every control character.
+            "list-panes -s -t '$3' -F '#{pane_id}'\\011'#{window_id}'\\011'#{pane_pid}'\\011\
+             '#{pane_dead}'\\011'#{pane_dead_status}'\\011'#{window_layout}'\\011\
+             '#{@panebus_worker}'\\011'#{pane_title}'"
+        );
+    }
+
+    #[test]
+    fn listing_parses_records_options_and_multiline_titles() {
+        let (records, errors) = listing().parse(&lines(&[
+            &format!("%1\t@1\t100\t1\t3\t{ONE_PANE}\tdevbox/%1\ta\ttitle"),
+            "second title line",
+            &format!("%4\t@2\t\t0\t\t{ONE_PANE}\t\t"),
+        ]));
+        assert!(errors.is_empty());
+        assert_eq!(records.len(), 2);
+        let first = &records[0].pane;
+        assert_eq!(first.id, PaneId(1));
+        assert_eq!(first.window, WindowId(1));
+        assert_eq!(first.pid, Some(100));
+        assert!(first.dead);
+        assert_eq!(first.dead_status, Some(3));
+        assert_eq!(
+            first.options.get("@panebus_worker").map(String::as_str),
+            Some("devbox/%1")
+        );
+        assert_eq!(first.title, "a\ttitle\nsecond title line");
+        assert_eq!(records[0].window_layout, ONE_PANE);
+        let second = &records[1].pane;
+        assert_eq!(second.pid, None);
+        assert!(second.options.is_empty());
+    }
+
+    #[test]
+    fn listing_reports_unreadable_lines() {
+        let (records, errors) = listing().parse(&lines(&[
+            "garbage before any record",
+            "%1\t@1\tnot-a-pid\t0\t\tx\t\tt",
+            "%2\t@1\t5",
+        ]));
+        assert!(records.is_empty());
+        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn listing_fills_windows_in_layout_order() {
+        let model = model_with_two_panes();
+        let window = &model.windows[&WindowId(1)];
+        assert_eq!(window.panes, [PaneId(1), PaneId(2)]);
+        assert_eq!(model.panes[&PaneId(1)].title, "title one");
+    }
+
+    #[test]
+    fn relisting_reports_differences() {
+        let mut model = model_with_two_panes();
+        let (records, _) = listing().parse(&lines(&[
+            &format!("%1\t@1\t101\t0\t\t{ONE_PANE}\t\tt"),
+            &format!("%3\t@2\t300\t1\t\t{ONE_PANE}\t\tt"),
+        ]));
+        let changes = model.replace_panes(records);
+        assert_eq!(
+            changes,
+            vec![
+                ModelChange::PaneGone(PaneId(2)),
+                ModelChange::PaneRespawned {
+                    pane: PaneId(1),
+                    pid: 101
+                },
+                ModelChange::PaneAdded(PaneId(3)),
+                ModelChange::PaneDied {
+                    pane: PaneId(3),
+                    status: None
+                },
+            ]
+        );
+        assert_eq!(
+            model.windows.keys().copied().collect::<Vec<_>>(),
+            [WindowId(1), WindowId(2)]
+        );
+    }
+
+    #[test]
+    fn layout_change_removing_a_pane_reports_it_gone() {
+        let mut model = model_with_two_panes();
+        let changes = model.apply(&layout_event(1, ONE_PANE));
+        assert_eq!(
+            changes,
+            vec![
+                ModelChange::PaneGone(PaneId(2)),
+                ModelChange::LayoutChanged(WindowId(1))
+            ]
+        );
+        assert!(!model.panes.contains_key(&PaneId(2)));
+        assert_eq!(model.windows[&WindowId(1)].panes, [PaneId(1)]);
+    }
+
+    #[test]
+    fn layout_change_with_a_new_pane_asks_for_a_listing() {
+        let mut model = SessionModel::new(SessionId(0));
+        let changes = model.apply(&layout_event(1, TWO_PANES));
+        assert_eq!(
+            changes,
+            vec![
+                ModelChange::PaneAdded(PaneId(1)),
+                ModelChange::PaneAdded(PaneId(2)),
+                ModelChange::LayoutChanged(WindowId(1)),
+                ModelChange::RelistNeeded,
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_layout_asks_for_a_listing() {
+        let mut model = model_with_two_panes();
+        assert_eq!(
+            model.apply(&layout_event(1, "ffff,1x1,0,0,1")),
+            vec![ModelChange::RelistNeeded]
+        );
+        assert_eq!(model.panes.len(), 2);
+    }
+
+    #[test]
+    fn window_close_removes_its_panes() {
+        let mut model = model_with_two_panes();
+        let changes = model.apply(&Notification::Event(OwnedEvent::UnlinkedWindowClose(
+            WindowId(1),
+        )));
+        assert_eq!(
+            changes,
+            vec![
+                ModelChange::PaneGone(PaneId(1)),
+                ModelChange::PaneGone(PaneId(2)),
+                ModelChange::WindowGone(WindowId(1)),
+                ModelChange::RelistNeeded,
+            ]
+        );
+        assert!(model.panes.is_empty());
+    }
+
+    #[test]
+    fn subscription_reports_death_status_and_respawn() {
+        let mut model = model_with_two_panes();
+        assert_eq!(model.apply(&subscription("%1 @1 100 0 ")), vec![]);
+        // 3.3a: dead before the status is known.
+        assert_eq!(
+            model.apply(&subscription("%1 @1 100 1 ")),
+            vec![ModelChange::PaneDied {
+                pane: PaneId(1),
+                status: None
+            }]
+        );
+        assert_eq!(
+            model.apply(&subscription("%1 @1 100 1 3")),
+            vec![ModelChange::PaneDied {
+                pane: PaneId(1),
+                status: Some(3)
+            }]
+        );
+        assert_eq!(model.apply(&subscription("%1 @1 100 1 3")), vec![]);
+        assert_eq!(
+            model.apply(&subscription("%1 @1 150 0 ")),
+            vec![ModelChange::PaneRespawned {
+                pane: PaneId(1),
+                pid: 150
+            }]
+        );
+        let pane = &model.panes[&PaneId(1)];
+        assert_eq!(
+            (pane.pid, pane.dead, pane.dead_status),
+            (Some(150), false, None)
+        );
+        // Respawned and dead again between two ticks: both are reported.
+        assert_eq!(
+            model.apply(&subscription("%1 @1 160 1 1")),
+            vec![
+                ModelChange::PaneRespawned {
+                    pane: PaneId(1),
+                    pid: 160
+                },
+                ModelChange::PaneDied {
+                    pane: PaneId(1),
+                    status: Some(1)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn subscription_for_an_unknown_pane_adds_it() {
+        let mut model = SessionModel::new(SessionId(0));
+        assert_eq!(
+            model.apply(&subscription("%7 @3 70 1 0")),
+            vec![
+                ModelChange::PaneAdded(PaneId(7)),
+                ModelChange::PaneDied {
+                    pane: PaneId(7),
+                    status: Some(0)
+                },
+                ModelChange::RelistNeeded,
+            ]
+        );
+        assert_eq!(model.panes[&PaneId(7)].window, WindowId(3));
+    }
+
+    #[test]
+    fn malformed_subscription_values_change_nothing() {
+        let mut model = model_with_two_panes();
+        let before = model.clone();
+        for bad in [
+            "",
+            "%1",
+            "%1 @1 x 0 ",
+            "%1 @1 100 2 ",
+            "%1 @1 100 0  extra",
+            "1 @1 100 0 ",
+        ] {
+            assert_eq!(model.apply(&subscription(bad)), vec![], "{bad:?}");
+        }
+        assert_eq!(model, before);
+    }
+
+    #[test]
+    fn died_marker_reports_death_and_missed_respawns() {
+        let mut model = model_with_two_panes();
+        let marker =
+            |text: &str| Notification::Event(OwnedEvent::Unknown(text.as_bytes().to_vec()));
+        assert_eq!(
+            model.apply(&marker("%pb-died %1 100 0")),
+            vec![ModelChange::PaneDied {
+                pane: PaneId(1),
+                status: Some(0)
+            }]
+        );
+        assert_eq!(
+            model.apply(&marker("%pb-died %2 250 4")),
+            vec![
+                ModelChange::PaneRespawned {
+                    pane: PaneId(2),
+                    pid: 250
+                },
+                ModelChange::PaneDied {
+                    pane: PaneId(2),
+                    status: Some(4)
+                },
+            ]
+        );
+        // The subscription confirming the same facts adds nothing.
+        assert_eq!(model.apply(&subscription("%2 @1 250 1 4")), vec![]);
+        assert_eq!(
+            model.apply(&marker("%pb-died %9 1 1")),
+            vec![ModelChange::RelistNeeded]
+        );
+        assert_eq!(model.apply(&marker("%pb-died nonsense")), vec![]);
+    }
+
+    #[test]
+    fn session_events() {
+        let mut model = model_with_two_panes();
+        assert_eq!(
+            model.apply(&Notification::Event(OwnedEvent::SessionsChanged)),
+            vec![ModelChange::RelistNeeded]
+        );
+        assert_eq!(
+            model.apply(&Notification::Exit {
+                reason: "server exited unexpectedly".into()
+            }),
+            vec![ModelChange::SessionEnded {
+                reason: "server exited unexpectedly".into()
+            }]
+        );
+        let moved = Notification::Event(OwnedEvent::SessionChanged {
+            session: SessionId(5),
+            name: b"other".to_vec(),
+        });
+        assert_eq!(
+            model.apply(&moved),
+            vec![
+                ModelChange::PaneGone(PaneId(1)),
+                ModelChange::PaneGone(PaneId(2)),
+                ModelChange::RelistNeeded
+            ]
+        );
+        assert_eq!(model, SessionModel::new(SessionId(5)));
+    }
+
+    #[test]
+    fn hook_and_subscription_commands() {
+        assert_eq!(
+            pane_subscription().line(),
+            "refresh-client -B 'panebus_panes:%*:#{pane_id} #{window_id} #{pane_pid} \
+             #{pane_dead} #{pane_dead_status}'"
+        );
+        let hook = pane_died_hook(HookTarget::Session(SessionId(0)));
+        assert!(hook.line().starts_with("set-hook -t '$0' -- pane-died "));
+    }
+}

@@ -1,0 +1,700 @@
+//! The coordinator (`panebus attach`), the watchdog and `panebus restart`/`release` against
+//! a private tmux server and a private redis-server, with real `panebus worker` processes
+//! in the panes.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use panebus::bus::Keys;
+use redis::Commands;
+use serde_json::Value;
+use support::{RedisServer, TmuxServer};
+
+const NS: &str = "ct";
+const NODE: &str = "cnode";
+const SESSION: &str = "work";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_panebus")
+}
+
+/// A redis-server, a tmux server with session `work`, and a scratch directory.
+struct Rig {
+    redis: RedisServer,
+    tmux: TmuxServer,
+    dir: tempfile::TempDir,
+    keys: Keys,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        Rig {
+            redis: RedisServer::start(),
+            tmux: TmuxServer::start(SESSION),
+            dir: tempfile::tempdir().unwrap(),
+            keys: Keys::new(NS),
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PANEBUS_REDIS_URL", self.redis.url()),
+            ("PANEBUS_NAMESPACE", NS.to_string()),
+            ("PANEBUS_NODE", NODE.to_string()),
+            ("PANEBUS_HEARTBEAT_INTERVAL", "300ms".to_string()),
+            ("PANEBUS_HEARTBEAT_TTL", "2".to_string()),
+            ("PANEBUS_LOG_LEVEL", "info".to_string()),
+        ]
+    }
+
+    /// Starts `program args…` as the command of a new window; returns its pane id (`%N`).
+    fn start_pane(&self, program: &str, args: &[&str], redis_url: Option<&str>) -> String {
+        let mut cmd: Vec<String> = vec![
+            "new-window".into(),
+            "-d".into(),
+            "-P".into(),
+            "-F".into(),
+            "#{pane_id}".into(),
+            "-t".into(),
+            format!("{SESSION}:"),
+        ];
+        for (k, v) in self.env() {
+            let v = match (k, redis_url) {
+                ("PANEBUS_REDIS_URL", Some(url)) => url.to_string(),
+                _ => v,
+            };
+            cmd.push("-e".into());
+            cmd.push(format!("{k}={v}"));
+        }
+        cmd.push("--".into());
+        cmd.push(program.into());
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        self.tmux.run(&args).trim().to_string()
+    }
+
+    fn start_worker(&self, extra: &[&str]) -> String {
+        let mut args = vec!["worker", "--role", "r"];
+        args.extend_from_slice(extra);
+        self.start_pane(bin(), &args, None)
+    }
+
+    fn panebus(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).env_remove("TMUX").env_remove("TMUX_PANE");
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn coordinator(&self, extra: &[&str], log: &str) -> Proc {
+        let socket = self.tmux.socket.to_str().unwrap().to_string();
+        let mut args = vec![
+            "attach",
+            SESSION,
+            "-S",
+            &socket,
+            "--check-interval",
+            "200ms",
+            "--lease-ttl",
+            "2s",
+            "--backoff-base",
+            "200ms",
+            "--heartbeat-grace",
+            "3s",
+        ];
+        args.extend_from_slice(extra);
+        let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
+        let child = self
+            .panebus(&args)
+            .env("PANEBUS_RESPAWN_LIMIT", "2")
+            .env("PANEBUS_RESPAWN_WINDOW", "120")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start panebus attach");
+        Proc(child)
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    fn conn(&self) -> redis::Connection {
+        self.redis.conn()
+    }
+
+    fn pane(&self, pane: &str, format: &str) -> String {
+        self.tmux
+            .run(&["display-message", "-p", "-t", pane, format])
+            .trim()
+            .to_string()
+    }
+
+    fn pane_pid(&self, pane: &str) -> u32 {
+        self.pane(pane, "#{pane_pid}").parse().unwrap()
+    }
+
+    fn worker_id(pane: &str) -> String {
+        format!("{NODE}/{pane}")
+    }
+
+    /// The registered pid of the worker of `pane`, if registered.
+    fn registered_pid(&self, pane: &str) -> Option<u32> {
+        let pid: Option<String> = self
+            .conn()
+            .hget(self.keys.info(&Self::worker_id(pane)), "pid")
+            .unwrap();
+        pid.and_then(|p| p.parse().ok())
+    }
+
+    fn events(&self) -> Vec<(String, String, Value)> {
+        let reply: redis::streams::StreamRangeReply =
+            self.conn().xrange_all(self.keys.events()).unwrap();
+        reply
+            .ids
+            .iter()
+            .map(|e| {
+                let text = |k: &str| e.get::<String>(k).unwrap_or_default();
+                (
+                    text("type"),
+                    text("worker"),
+                    serde_json::from_str(&text("details")).unwrap_or(Value::Null),
+                )
+            })
+            .collect()
+    }
+
+    fn count(&self, kind: &str, worker: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|(k, w, _)| k == kind && (worker.is_empty() || w == worker))
+            .count()
+    }
+
+    /// Waits until the coordinator manages `pane` and its worker runs as the pane process.
+    fn wait_managed(&self, pane: &str) {
+        let id = Self::worker_id(pane);
+        wait_for(
+            &format!("{pane} tagged ({})", self.dir.path().display()),
+            || {
+                self.pane(pane, "#{@panebus_worker}") == id
+                    && self.registered_pid(pane) == Some(self.pane_pid(pane))
+            },
+        );
+    }
+}
+
+/// A child process killed (SIGKILL) on drop.
+struct Proc(Child);
+
+impl Proc {
+    fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child by pid.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, sig);
+        }
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid this test started (through tmux).
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks existence.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+#[test]
+fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
+    let rig = Rig::new();
+    // A user's own pane with its own options, and a user window that will exit.
+    rig.tmux
+        .run(&["set-option", "-p", "-t", "%0", "@mine", "keep"]);
+    let user_options = rig.tmux.run(&["show-options", "-p", "-t", "%0"]);
+    let user_window = rig.start_pane("sleep", &["1000"], None);
+    let mut coord = rig.coordinator(&[], "coord.log");
+    let pane = rig.start_worker(&[]);
+    let wid = Rig::worker_id(&pane);
+    // Hostile window name: the coordinator never sends names, so nothing can be injected.
+    let marker = rig.dir.path().join("injected");
+    let hostile = format!(
+        "w;kill-server;$(touch {m}) ##(touch {m}) ##{{pane_id}} '\"",
+        m = marker.display()
+    );
+    let window = rig.pane(&pane, "#{window_id}");
+    rig.tmux
+        .run(&["rename-window", "-t", &window, "--", &hostile]);
+    rig.wait_managed(&pane);
+    assert_eq!(rig.pane(&pane, "#{remain-on-exit}"), "on");
+
+    let old_pid = rig.pane_pid(&pane);
+    kill(old_pid, libc::SIGKILL);
+    wait_for("respawned with a new pid", || {
+        rig.pane(&pane, "#{pane_dead}") == "0"
+            && rig.pane_pid(&pane) != old_pid
+            && rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
+    });
+    let new_pid = rig.pane_pid(&pane);
+    assert_eq!(rig.pane(&pane, "#{pane_id}"), pane, "same pane id");
+
+    let events = rig.events();
+    let exited = events
+        .iter()
+        .position(|(k, w, d)| k == "pane_exited" && *w == wid && d["signal"] == 9)
+        .expect("pane_exited with signal 9");
+    let respawned = events
+        .iter()
+        .position(|(k, w, d)| {
+            k == "pane_respawned"
+                && *w == wid
+                && d["old_pid"] == old_pid
+                && d["new_pid"] == new_pid
+                && d["manual"] == false
+        })
+        .expect("pane_respawned");
+    assert!(exited < respawned);
+    assert_eq!(rig.count("pane_respawned", &wid), 1);
+
+    // The user's window exiting is not the coordinator's business.
+    let user_pid = rig.pane_pid(&user_window);
+    kill(user_pid, libc::SIGKILL);
+    wait_for("user window closed", || {
+        !rig.tmux
+            .run(&["list-panes", "-s", "-t", SESSION, "-F", "#{pane_id}"])
+            .lines()
+            .any(|l| l == user_window)
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(rig.count("pane_respawned", ""), 1);
+    assert_eq!(
+        rig.tmux.run(&["show-options", "-p", "-t", "%0"]),
+        user_options
+    );
+    assert_eq!(rig.tmux.run(&["show-hooks", "-p", "-t", "%0"]), "");
+    assert!(!marker.exists(), "a window name ran a command");
+    assert!(rig
+        .tmux
+        .run(&["show-options", "-g"])
+        .lines()
+        .all(|l| !l.contains("panebus")));
+
+    // The status line text is kept current.
+    wait_for("status option", || {
+        rig.tmux
+            .run(&["show-options", "-v", "-t", SESSION, "@panebus_status"])
+            .starts_with("pb 1 ok")
+    });
+
+    // A clean stop removes the hooks and leaves the worker running.
+    coord.signal(libc::SIGTERM);
+    assert!(coord.wait_exit().success(), "{}", rig.log("coord.log"));
+    assert_eq!(rig.tmux.run(&["show-hooks", "-p", "-t", &pane]), "");
+    assert!(pid_alive(new_pid));
+    assert_eq!(rig.count("coordinator_stopped", ""), 1);
+}
+
+#[test]
+fn a_worker_that_dies_at_start_is_quarantined_then_released() {
+    let rig = Rig::new();
+    // The worker runs from a copy of the binary; deleting the copy makes every respawn fail
+    // at exec, like a broken upgrade.
+    let copy = rig.dir.path().join("panebus-copy");
+    std::fs::copy(bin(), &copy).unwrap();
+    let _coord = rig.coordinator(&[], "coord.log");
+    let pane = rig.start_pane(copy.to_str().unwrap(), &["worker", "--role", "r"], None);
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+    wait_for("managed record saved", || {
+        rig.conn()
+            .exists::<_, bool>(rig.keys.managed(&wid))
+            .unwrap()
+    });
+    std::fs::remove_file(&copy).unwrap();
+    kill(rig.pane_pid(&pane), libc::SIGKILL);
+
+    wait_for("quarantined", || {
+        rig.conn()
+            .exists::<_, bool>(rig.keys.quarantine(&wid))
+            .unwrap()
+    });
+    assert_eq!(rig.count("pane_respawned", &wid), 2, "limit is 2");
+    assert_eq!(rig.count("pane_quarantined", &wid), 1);
+    let diag: HashMap<String, String> = rig.conn().hgetall(rig.keys.quarantine(&wid)).unwrap();
+    assert!(diag["reason"].contains("2 automatic respawns"), "{diag:?}");
+    assert!(diag["exit"].contains("status"), "{diag:?}");
+    wait_for("quarantine shown in tmux", || {
+        rig.pane(&pane, "#{@panebus_state}") == "quarantined"
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        rig.count("pane_respawned", &wid),
+        2,
+        "no respawn while quarantined"
+    );
+
+    // Release with the binary back: respawned at once and registers again.
+    std::fs::copy(bin(), &copy).unwrap();
+    let out = rig.panebus(&["release", &pane]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("worker back after release", || {
+        rig.pane(&pane, "#{pane_dead}") == "0"
+            && rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
+    });
+    assert_eq!(rig.count("pane_released", &wid), 1);
+    assert!(!rig
+        .conn()
+        .exists::<_, bool>(rig.keys.quarantine(&wid))
+        .unwrap());
+    wait_for("state shown ok", || {
+        rig.pane(&pane, "#{@panebus_state}") == "ok"
+    });
+
+    // Releasing a pane that is not quarantined is an error that says so.
+    let out = rig.panebus(&["release", &pane]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not quarantined"));
+}
+
+/// Forwards TCP to `target` until frozen; frozen connections stop passing bytes (a hung
+/// network path), without closing.
+struct FreezableProxy {
+    port: u16,
+    frozen: Arc<AtomicBool>,
+}
+
+impl FreezableProxy {
+    fn start(target: u16) -> FreezableProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&frozen);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = Arc::clone(&flag);
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 4096];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            while flag.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezableProxy { port, frozen }
+    }
+}
+
+#[test]
+fn a_hung_worker_is_found_by_its_heartbeat_and_respawned() {
+    let rig = Rig::new();
+    let proxy = FreezableProxy::start(rig.redis.port);
+    let _coord = rig.coordinator(&[], "coord.log");
+    // The worker reaches Redis through the proxy; freezing it hangs the worker's Redis
+    // traffic while the process stays alive. (A SIGSTOPped pane process would be resumed by
+    // tmux itself, which sends SIGCONT to stopped pane processes.)
+    let url = format!("redis://127.0.0.1:{}/0", proxy.port);
+    let pane = rig.start_pane(bin(), &["worker", "--role", "r"], Some(&url));
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+    let old_pid = rig.pane_pid(&pane);
+    proxy.frozen.store(true, Ordering::SeqCst);
+
+    wait_for("respawned after heartbeat expiry", || {
+        rig.count("pane_respawned", &wid) == 1
+    });
+    assert_eq!(rig.count("heartbeat_missed", &wid), 1);
+    let (_, _, details) = rig
+        .events()
+        .into_iter()
+        .find(|(k, _, _)| k == "pane_respawned")
+        .unwrap();
+    assert_eq!(details["reason"], "heartbeat expired (hung)");
+    assert_eq!(details["old_pid"], old_pid);
+    wait_for("old process gone", || !pid_alive(old_pid));
+    // The new incarnation gets the coordinator's Redis URL and registers.
+    wait_for("new worker registered", || {
+        rig.registered_pid(&pane) == Some(rig.pane_pid(&pane)) && rig.pane_pid(&pane) != old_pid
+    });
+    proxy.frozen.store(false, Ordering::SeqCst);
+}
+
+#[test]
+fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation() {
+    let rig = Rig::new();
+    let script = rig.dir.path().join("slow.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncat >/dev/null\nsleep 2\necho '{\"done\": true}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let _coord = rig.coordinator(&[], "coord.log");
+    let handler = format!("slow={}", script.display());
+    let pane = rig.start_worker(&["--handler", &handler]);
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+
+    let cmd = panebus::schema::Command::new("slow", serde_json::json!({}), "test");
+    let _: () = rig
+        .conn()
+        .lpush(rig.keys.queue(&wid), cmd.to_json())
+        .unwrap();
+    wait_for("command taken", || {
+        rig.conn()
+            .llen::<_, usize>(rig.keys.processing(&wid))
+            .unwrap()
+            == 1
+    });
+    kill(rig.pane_pid(&pane), libc::SIGKILL);
+
+    wait_for("result stored", || {
+        rig.conn()
+            .exists::<_, bool>(rig.keys.result(&cmd.id))
+            .unwrap()
+    });
+    let raw: String = rig.conn().lindex(rig.keys.result(&cmd.id), 0).unwrap();
+    let result: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["attempt"], 2, "{result}");
+    let completed = rig
+        .events()
+        .iter()
+        .filter(|(k, _, _)| k == "command_completed")
+        .count();
+    assert_eq!(completed, 1);
+    let requeued: usize = rig
+        .events()
+        .iter()
+        .filter(|(k, _, _)| k == "pane_respawned")
+        .map(|(_, _, d)| d["requeued"].as_u64().unwrap_or(0) as usize)
+        .sum();
+    // The coordinator requeues before it respawns, so it is the one that requeues.
+    assert_eq!(requeued, 1, "requeued exactly once");
+    assert_eq!(
+        rig.conn()
+            .llen::<_, usize>(rig.keys.processing(&wid))
+            .unwrap(),
+        0
+    );
+}
+
+fn lease_holder_pid(rig: &Rig) -> Option<u32> {
+    let value: Option<String> = rig.conn().get(rig.keys.lease(NODE, SESSION)).unwrap();
+    // `<token> <host>:<pid>:<random>`
+    value.and_then(|v| v.split(':').nth(1).and_then(|p| p.parse().ok()))
+}
+
+#[test]
+fn two_coordinators_elect_one_leader_and_the_standby_takes_over() {
+    let rig = Rig::new();
+    let a = rig.coordinator(&[], "a.log");
+    let b = rig.coordinator(&[], "b.log");
+    let pane = rig.start_worker(&[]);
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rig.count("coordinator_started", ""), 1, "one leader");
+    let leader = lease_holder_pid(&rig).expect("lease held");
+    let (mut leader_proc, standby) = if leader == a.0.id() { (a, b) } else { (b, a) };
+    assert_eq!(leader, leader_proc.0.id());
+
+    leader_proc.signal(libc::SIGKILL);
+    leader_proc.wait_exit();
+    wait_for("standby took over", || {
+        lease_holder_pid(&rig) == Some(standby.0.id())
+    });
+    wait_for("second coordinator_started", || {
+        rig.count("coordinator_started", "") == 2
+    });
+    // The new leader acts: a death is handled once, with the new fencing token.
+    let old_pid = rig.pane_pid(&pane);
+    kill(old_pid, libc::SIGKILL);
+    wait_for("respawned by the new leader", || {
+        rig.count("pane_respawned", &wid) == 1
+    });
+    let (_, _, d) = rig
+        .events()
+        .into_iter()
+        .find(|(k, _, _)| k == "pane_respawned")
+        .unwrap();
+    assert_eq!(d["lease_token"], 2);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(rig.count("pane_respawned", &wid), 1);
+}
+
+#[test]
+fn a_restarted_coordinator_acts_only_on_differences() {
+    let rig = Rig::new();
+    let mut first = rig.coordinator(&[], "first.log");
+    let pane = rig.start_worker(&[]);
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+    first.signal(libc::SIGTERM);
+    assert!(first.wait_exit().success());
+
+    // A healthy pane is left as it is by the next coordinator.
+    let pid = rig.pane_pid(&pane);
+    let second = rig.coordinator(&[], "second.log");
+    wait_for("second coordinator started", || {
+        rig.count("coordinator_started", "") == 2
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(rig.pane_pid(&pane), pid);
+    assert_eq!(rig.count("pane_respawned", ""), 0);
+    drop(second);
+
+    // A pane that died while no coordinator ran is respawned exactly once by the next one.
+    kill(pid, libc::SIGKILL);
+    wait_for("pane dead", || rig.pane(&pane, "#{pane_dead}") == "1");
+    let _third = rig.coordinator(&[], "third.log");
+    wait_for("respawned", || rig.count("pane_respawned", &wid) == 1);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(rig.count("pane_respawned", &wid), 1);
+}
+
+#[test]
+fn restart_respawns_through_the_coordinator_without_counting() {
+    let rig = Rig::new();
+    let _coord = rig.coordinator(&[], "coord.log");
+    let pane = rig.start_worker(&[]);
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+    for round in 1..=3 {
+        let pid = rig.pane_pid(&pane);
+        let out = rig.panebus(&["restart", &pane]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("respawned"));
+        assert_ne!(rig.pane_pid(&pane), pid);
+        rig.wait_managed(&pane);
+    }
+    // Three restarts with a limit of 2: manual restarts do not count.
+    assert!(!rig
+        .conn()
+        .exists::<_, bool>(rig.keys.quarantine(&wid))
+        .unwrap());
+    let manual = rig
+        .events()
+        .iter()
+        .filter(|(k, _, d)| k == "pane_respawned" && d["manual"] == true)
+        .count();
+    assert_eq!(manual, 3);
+
+    // An unknown pane is refused with a message.
+    let out = rig.panebus(&["restart", "%99"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a pane managed"));
+}
+
+#[test]
+fn the_coordinator_exits_with_a_clear_message_when_tmux_dies() {
+    let rig = Rig::new();
+    let mut coord = rig.coordinator(&[], "coord.log");
+    let pane = rig.start_worker(&[]);
+    rig.wait_managed(&pane);
+    rig.tmux.run(&["kill-server"]);
+    let status = coord.wait_exit();
+    assert!(!status.success());
+    let log = rig.log("coord.log");
+    assert!(log.contains("is gone"), "{log}");
+    assert!(log.contains("panebus attach"), "{log}");
+}
+
+#[test]
+fn the_watchdog_respawns_a_hung_worker_through_the_tmux_binary() {
+    let rig = Rig::new();
+    let proxy = FreezableProxy::start(rig.redis.port);
+    let url = format!("redis://127.0.0.1:{}/0", proxy.port);
+    let pane = rig.start_pane(bin(), &["worker", "--role", "r"], Some(&url));
+    let wid = Rig::worker_id(&pane);
+    wait_for("registered", || {
+        rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
+    });
+    let socket = rig.tmux.socket.to_str().unwrap().to_string();
+    let _watchdog = Proc(
+        rig.panebus(&[
+            "watchdog",
+            "-S",
+            &socket,
+            "--check-interval",
+            "300ms",
+            "--heartbeat-grace",
+            "3s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(rig.dir.path().join("wd.log")).unwrap())
+        .spawn()
+        .unwrap(),
+    );
+    let old_pid = rig.pane_pid(&pane);
+    proxy.frozen.store(true, Ordering::SeqCst);
+    wait_for("watchdog respawned", || {
+        rig.count("pane_respawned", &wid) == 1
+    });
+    wait_for("new incarnation registered", || {
+        rig.pane_pid(&pane) != old_pid && rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
+    });
+    proxy.frozen.store(false, Ordering::SeqCst);
+}
