@@ -236,6 +236,44 @@ fn up_starts_managed_redis_and_workers_down_stops_only_what_up_started() {
         runtime.block_on(bus.worker_ids()).unwrap().len() == 2
     });
 
+    // The README's example: the last worker pane answers a ping through the managed Redis.
+    let last_pane = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("worker:"))
+        .last()
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("up prints the worker panes")
+        .to_string();
+    let ping_out = run(home
+        .panebus(&[
+            "dispatch",
+            &last_pane,
+            "ping",
+            "--wait",
+            "--wait-timeout",
+            "30",
+        ])
+        .env("PANEBUS_REDIS_URL", home.url()));
+    assert_ok(&ping_out);
+
+    // The coordinator adopts the workers and feeds the status line and pane borders.
+    wait_for(
+        "the coordinator's status line",
+        Duration::from_secs(30),
+        || {
+            tmux.run(&["show-option", "-qv", "-t", "panebus", "@panebus_status"])
+                .starts_with("pb 2 ok")
+        },
+    );
+    let states = tmux.run(&[
+        "list-panes",
+        "-t",
+        "panebus:worker",
+        "-F",
+        "#{@panebus_state}",
+    ]);
+    assert_eq!(states.lines().collect::<Vec<_>>(), ["ok", "ok"]);
+
     // A second session reuses the running managed Redis.
     let pid = home.redis_pid().expect("pidfile");
     let out = assert_ok(&run(home.panebus(&[
