@@ -559,3 +559,48 @@ fn status_line_formats_and_redis_down() {
         );
     }
 }
+
+#[test]
+fn bootstrap_runs_up_with_its_arguments() {
+    let home = Home::new();
+    let tmux = TmuxServer::start("mine");
+    let s = sock(&tmux);
+    // panebus is "installed" (on PATH), tmux and redis-server are present: nothing to install.
+    let bin = home.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_panebus"), bin.join("panebus")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bootstrap.sh");
+    let mut command = home.panebus(&[]);
+    let mut bootstrap = Command::new("bash");
+    bootstrap
+        .arg(&script)
+        .args(["--no-attach", "--managed-redis", "-S", &s, "--workers", "1"]);
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => bootstrap.env(key, value),
+            None => bootstrap.env_remove(key),
+        };
+    }
+    bootstrap
+        .env("PATH", path)
+        .env("PANEBUS_BOOTSTRAP_NO_INSTALL", "1");
+    let out = assert_ok(&run(&mut bootstrap));
+    assert!(out.contains("worker:      %"), "{out}");
+    let windows = tmux.run(&[
+        "list-windows",
+        "-t",
+        "panebus",
+        "-F",
+        "#{window_name} #{window_panes}",
+    ]);
+    assert_eq!(
+        windows.lines().collect::<Vec<_>>(),
+        ["worker 1", "coordinator 1"]
+    );
+    assert_ok(&run(command.args(["down", "-S", &s])));
+}
