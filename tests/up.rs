@@ -240,7 +240,7 @@ fn up_starts_managed_redis_and_workers_down_stops_only_what_up_started() {
     let last_pane = out
         .lines()
         .filter_map(|l| l.trim().strip_prefix("worker:"))
-        .last()
+        .next_back()
         .and_then(|rest| rest.split_whitespace().next())
         .expect("up prints the worker panes")
         .to_string();

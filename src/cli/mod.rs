@@ -187,7 +187,13 @@ Examples:
   set -g status-right '#(panebus status-line)'")]
     StatusLine(status_line::StatusLineArgs),
     /// Read a prompt from the terminal and dispatch it to a pane (the tmux plugin's popup).
-    #[command(hide = true)]
+    #[command(
+        hide = true,
+        after_help = "\
+Examples:
+  panebus prompt-box %3              # reads one line from the terminal
+  tmux display-popup -E \"panebus prompt-box %3\""
+    )]
     PromptBox(prompt_box::PromptBoxArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
