@@ -666,3 +666,38 @@ fn quarantined_panes_show_in_status_and_get_no_fan_out() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stderr(&out).contains("is quarantined"), "{}", stderr(&out));
 }
+
+#[test]
+fn waiting_shows_a_spinner_only_on_a_terminal() {
+    let bus = Bus::start();
+    let wait = [
+        "dispatch",
+        "%98",
+        "ping",
+        "--force",
+        "--wait",
+        "--wait-timeout",
+        "1",
+    ];
+    // Without a terminal: nothing but the message.
+    let out = bus.run(&wait);
+    assert_exit(&out, 8, "no result for command");
+    assert!(!stderr(&out).contains("waiting for"), "{}", stderr(&out));
+    // Under a pseudo-terminal (util-linux `script`): the spinner draws and erases its line.
+    let line = format!("{} {}", env!("CARGO_BIN_EXE_panebus"), wait.join(" "));
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(bus.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run `script` (util-linux)");
+    let shown = stdout(&out);
+    assert_eq!(code(&out), 8, "{shown}");
+    assert!(shown.contains("waiting for"), "{shown}");
+    assert!(
+        shown.contains("\r\x1b[2Kpanebus: no result for command"),
+        "{shown}"
+    );
+}
