@@ -701,3 +701,48 @@ fn waiting_shows_a_spinner_only_on_a_terminal() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_full_queue_in_a_fan_out_does_not_stop_the_others() {
+    let mut bus = Bus::start();
+    bus.set("PANEBUS_MAX_QUEUE_DEPTH", "1");
+    let slow = ["--handler", "slow=sleep 10"];
+    let _busy = bus.worker("%1", "alpha", &slow);
+    let _free = bus.worker("%2", "alpha", &slow);
+    // %1 runs one slow command and holds one more in its queue: it is full.
+    let out = bus.run(&["dispatch", "%1", "slow"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    wait_until("%1 busy", || {
+        bus.json(&["panes"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "testnode/%1" && p["processing"] == 1)
+    });
+    let out = bus.run(&["dispatch", "%1", "slow"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let out = bus.run(&["dispatch-role", "alpha", "ping", "--json"]);
+    assert_exit(&out, 5, "1 of 2 workers did not get the command");
+    let outcomes: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_worker = |w: &str| {
+        outcomes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["worker"] == w)
+            .cloned()
+            .unwrap()
+    };
+    let full = by_worker("testnode/%1");
+    assert_eq!(full["status"], "error");
+    assert!(
+        full["error"].as_str().unwrap().contains("is full"),
+        "{full}"
+    );
+    assert!(full["id"].is_null());
+    let queued = by_worker("testnode/%2");
+    assert_eq!(queued["status"], "queued");
+    let id = queued["id"].as_str().unwrap();
+    assert_eq!(bus.json(&["result", id, "--wait", "30"])["ok"], true);
+}
