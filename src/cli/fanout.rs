@@ -6,7 +6,7 @@
 //! queue is full, say) does not stop the others: every outcome is printed, and the exit code
 //! is that of the first problem, ranked enqueue error, then failed command, then timeout.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use serde::Serialize;
