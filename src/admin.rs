@@ -17,6 +17,7 @@ use crate::bus::dlq::{Retried, RetryReport};
 use crate::bus::events::EventRecord;
 use crate::bus::{BlockingConnection, Bus, BusError};
 use crate::config::Config;
+use crate::coordinator::history::{self, Diagnostic};
 use crate::schema::{now_ms, Command, CommandResult, DlqEntry, Event, EventKind, WorkerInfo};
 
 /// How far back `status` counts events as recent.
@@ -53,7 +54,34 @@ pub struct PaneView {
     /// Commands taken but not yet acknowledged.
     pub processing: u64,
     /// The coordinator's diagnostic when the pane is quarantined.
-    pub quarantine: Option<BTreeMap<String, String>>,
+    pub quarantine: Option<Quarantine>,
+}
+
+/// Why the coordinator quarantined a pane (`panes` / `status` `--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Quarantine {
+    /// When it was quarantined (ms since the epoch).
+    pub since_ms: u64,
+    /// The failure and the count, e.g. `exited with status 1; 5 respawns in 5m`.
+    pub reason: String,
+    /// How the last incarnation ended (`status 3`, `signal 9`, `heartbeat expired`).
+    pub exit: String,
+    /// The last lines of the pane, newest last.
+    pub last_lines: String,
+    /// The command it was running, if any.
+    pub command_in_flight: String,
+}
+
+impl From<Diagnostic> for Quarantine {
+    fn from(d: Diagnostic) -> Quarantine {
+        Quarantine {
+            since_ms: d.since_ms,
+            reason: d.reason,
+            exit: d.exit,
+            last_lines: d.last_lines,
+            command_in_flight: d.command_in_flight,
+        }
+    }
 }
 
 impl PaneView {
@@ -126,7 +154,7 @@ pub struct EventCounts {
 pub struct QuarantinedPane {
     pub worker: String,
     pub role: String,
-    pub diagnostic: BTreeMap<String, String>,
+    pub diagnostic: Quarantine,
 }
 
 /// `panebus status`.
@@ -245,26 +273,21 @@ impl Admin {
             .find(|p| p.id() == worker))
     }
 
-    /// The quarantine diagnostics of `workers` (the coordinator writes them as hashes;
-    /// they are read here as plain field maps so that new fields show up unchanged).
+    /// The quarantine diagnostics of `workers`, as the coordinator recorded them (the
+    /// reads go out together on the multiplexed connection).
     async fn quarantines(
         &self,
         workers: &[String],
-    ) -> Result<HashMap<String, BTreeMap<String, String>>, BusError> {
-        if workers.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut pipe = redis::pipe();
-        for worker in workers {
-            pipe.cmd("HGETALL").arg(self.bus.keys().quarantine(worker));
-        }
-        let replies: Vec<BTreeMap<String, String>> =
-            pipe.query_async(&mut self.bus.connection()).await?;
+    ) -> Result<HashMap<String, Quarantine>, BusError> {
+        let reads = workers
+            .iter()
+            .map(|worker| history::diagnostic(&self.bus, worker));
+        let diagnostics = futures::future::try_join_all(reads).await?;
         Ok(workers
             .iter()
             .cloned()
-            .zip(replies)
-            .filter(|(_, fields)| !fields.is_empty())
+            .zip(diagnostics)
+            .filter_map(|(worker, diagnostic)| Some((worker, Quarantine::from(diagnostic?))))
             .collect())
     }
 

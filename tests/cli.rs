@@ -586,3 +586,163 @@ fn completions_and_man_pages_are_generated() {
     let out = bus.run(&["man", "nonsense"]);
     assert_exit(&out, 1, "choose one of");
 }
+
+#[test]
+fn quarantined_panes_show_in_status_and_get_no_fan_out() {
+    let bus = Bus::start();
+    let _w1 = bus.worker("%1", "alpha", &[]);
+    let _w2 = bus.worker("%2", "alpha", &[]);
+    let env = bus.env.clone();
+    let config = panebus::config::Config::from_lookup(|name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let diagnostic = panebus::coordinator::history::Diagnostic {
+        since_ms: panebus::schema::now_ms() - 7_200_000,
+        reason: "exited with status 3; 5 respawns in 5m".into(),
+        exit: "status 3".into(),
+        last_lines: "starting\nTraceback: boom $(id) #{pane_id}".into(),
+        command_in_flight: "01JDQ1Z3V8K7R5M2N4P6Q8S0T2".into(),
+    };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let handle = panebus::bus::Bus::connect(&config).await.unwrap();
+        panebus::coordinator::history::quarantine(&handle, "testnode/%2", &diagnostic)
+            .await
+            .unwrap();
+    });
+
+    let status = bus.json(&["status"]);
+    assert_eq!(status["workers"]["quarantined"], 1, "{status}");
+    assert_eq!(status["workers"]["alive"], 1, "{status}");
+    let listed = &status["quarantined"][0];
+    assert_eq!(listed["worker"], "testnode/%2");
+    assert_eq!(listed["role"], "alpha");
+    assert_eq!(listed["diagnostic"]["exit"], "status 3");
+    assert_eq!(
+        listed["diagnostic"]["command_in_flight"],
+        "01JDQ1Z3V8K7R5M2N4P6Q8S0T2"
+    );
+    let text = stdout(&bus.run(&["status"]));
+    assert!(text.contains("testnode/%2 (role alpha)"), "{text}");
+    assert!(text.contains("since       2h ago"), "{text}");
+    assert!(
+        text.contains("reason      exited with status 3; 5 respawns in 5m"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| Traceback: boom $(id) #{pane_id}"),
+        "{text}"
+    );
+
+    let panes = bus.json(&["panes"]);
+    let quarantined = panes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "testnode/%2")
+        .unwrap();
+    assert_eq!(
+        quarantined["quarantine"]["reason"],
+        diagnostic.reason.as_str()
+    );
+    let text = stdout(&bus.run(&["panes"]));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("testnode/%2") && l.contains("quarantined")),
+        "{text}"
+    );
+
+    let outcomes = bus.json(&["broadcast", "ping", "--wait"]);
+    let workers: Vec<&str> = outcomes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["worker"].as_str().unwrap())
+        .collect();
+    assert_eq!(workers, ["testnode/%1"]);
+
+    // Dispatching to it directly still queues, with a warning.
+    let out = bus.run(&["dispatch", "%2", "ping"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("is quarantined"), "{}", stderr(&out));
+}
+
+#[test]
+fn waiting_shows_a_spinner_only_on_a_terminal() {
+    let bus = Bus::start();
+    let wait = [
+        "dispatch",
+        "%98",
+        "ping",
+        "--force",
+        "--wait",
+        "--wait-timeout",
+        "1",
+    ];
+    // Without a terminal: nothing but the message.
+    let out = bus.run(&wait);
+    assert_exit(&out, 8, "no result for command");
+    assert!(!stderr(&out).contains("waiting for"), "{}", stderr(&out));
+    // Under a pseudo-terminal (util-linux `script`): the spinner draws and erases its line.
+    let line = format!("{} {}", env!("CARGO_BIN_EXE_panebus"), wait.join(" "));
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(bus.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run `script` (util-linux)");
+    let shown = stdout(&out);
+    assert_eq!(code(&out), 8, "{shown}");
+    assert!(shown.contains("waiting for"), "{shown}");
+    assert!(
+        shown.contains("\r\x1b[2Kpanebus: no result for command"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_full_queue_in_a_fan_out_does_not_stop_the_others() {
+    let mut bus = Bus::start();
+    bus.set("PANEBUS_MAX_QUEUE_DEPTH", "1");
+    let slow = ["--handler", "slow=sleep 10"];
+    let _busy = bus.worker("%1", "alpha", &slow);
+    let _free = bus.worker("%2", "alpha", &slow);
+    // %1 runs one slow command and holds one more in its queue: it is full.
+    let out = bus.run(&["dispatch", "%1", "slow"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    wait_until("%1 busy", || {
+        bus.json(&["panes"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "testnode/%1" && p["processing"] == 1)
+    });
+    let out = bus.run(&["dispatch", "%1", "slow"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let out = bus.run(&["dispatch-role", "alpha", "ping", "--json"]);
+    assert_exit(&out, 5, "1 of 2 workers did not get the command");
+    let outcomes: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_worker = |w: &str| {
+        outcomes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["worker"] == w)
+            .cloned()
+            .unwrap()
+    };
+    let full = by_worker("testnode/%1");
+    assert_eq!(full["status"], "error");
+    assert!(
+        full["error"].as_str().unwrap().contains("is full"),
+        "{full}"
+    );
+    assert!(full["id"].is_null());
+    let queued = by_worker("testnode/%2");
+    assert_eq!(queued["status"], "queued");
+    let id = queued["id"].as_str().unwrap();
+    assert_eq!(bus.json(&["result", id, "--wait", "30"])["ok"], true);
+}

@@ -16,6 +16,7 @@ use super::exit::Failure;
 use super::progress::Spinner;
 use super::{payload, print_json, print_text, Context};
 use crate::admin::{Admin, PaneView};
+use crate::config::Config;
 use crate::schema::{Command, CommandResult};
 
 #[derive(Debug, Args)]
@@ -77,7 +78,7 @@ pub async fn run(args: DispatchArgs, ctx: Context) -> anyhow::Result<()> {
             print_text(format_args!("{}\n", command.id))
         };
     }
-    let wait = wait_limit(&args, &ctx);
+    let wait = wait_limit(args.wait_timeout, args.timeout, &ctx.config);
     let result = wait_for(&admin, &command, &worker, wait).await?;
     report(&result, ctx.json)
 }
@@ -96,16 +97,19 @@ fn warn_if_unavailable(pane: &PaneView) {
     );
 }
 
-/// How long `--wait` waits: `--wait-timeout`, else the command's own limit plus 30 s for
-/// time in the queue.
-fn wait_limit(args: &DispatchArgs, ctx: &Context) -> Duration {
-    match args.wait_timeout {
+/// How long `--wait` waits: `--wait-timeout` seconds, else the command's run limit
+/// (`--timeout` or `PANEBUS_COMMAND_TIMEOUT`) plus 30 s for time spent in the queue.
+pub fn wait_limit(
+    wait_timeout_s: Option<u64>,
+    run_timeout_ms: Option<u64>,
+    config: &Config,
+) -> Duration {
+    match wait_timeout_s {
         Some(secs) => Duration::from_secs(secs),
         None => {
-            let run_limit = args
-                .timeout
+            let run_limit = run_timeout_ms
                 .map(Duration::from_millis)
-                .unwrap_or(ctx.config.command_timeout);
+                .unwrap_or(config.command_timeout);
             run_limit + Duration::from_secs(30)
         }
     }

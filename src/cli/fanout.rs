@@ -6,12 +6,13 @@
 //! queue is full, say) does not stop the others: every outcome is printed, and the exit code
 //! is that of the first problem, ranked enqueue error, then failed command, then timeout.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::dispatch::wait_limit;
 use super::exit::Failure;
 use super::progress::Spinner;
 use super::table::{cell, Table};
@@ -99,15 +100,7 @@ pub async fn run(
     let mut first_failure = None;
     let mut first_timeout = None;
     if args.wait {
-        let limit = match args.wait_timeout {
-            Some(secs) => Duration::from_secs(secs),
-            None => {
-                args.timeout
-                    .map(Duration::from_millis)
-                    .unwrap_or(ctx.config.command_timeout)
-                    + Duration::from_secs(30)
-            }
-        };
+        let limit = wait_limit(args.wait_timeout, args.timeout, &ctx.config);
         let deadline = Instant::now() + limit;
         let spinner = Spinner::start(format!("waiting for {} results", sent.len()));
         // One deadline for all: waiting in turn costs no more than the slowest command.

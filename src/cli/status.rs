@@ -19,8 +19,8 @@ Examples:
 
 JSON fields: namespace, redis_url (password redacted), node, workers {total, alive, dead,
 quarantined}, roles [{role, total, alive, dead, quarantined}], queued, in_flight,
-dlq_size, events {recent, window_ms, at_least}, quarantined [{worker, role,
-diagnostic}].")]
+dlq_size, events {recent, window_ms, at_least}, quarantined [{worker, role, diagnostic
+{since_ms, reason, exit, last_lines, command_in_flight}}].")]
 pub struct StatusArgs {}
 
 pub async fn run(_args: StatusArgs, ctx: Context) -> anyhow::Result<()> {
@@ -83,19 +83,23 @@ fn render(report: &StatusReport) -> String {
         text.push_str("\nquarantined (lift with `panebus release PANE` once fixed):\n");
         let now = now_ms();
         for pane in &report.quarantined {
+            let d = &pane.diagnostic;
             text.push_str(&format!("  {} (role {})\n", pane.worker, pane.role));
-            for (key, value) in &pane.diagnostic {
-                let shown = match key.as_str() {
-                    "since_ms" | "ts_ms" => value
-                        .parse()
-                        .map(|ms| human_age(ms, now))
-                        .unwrap_or_else(|_| value.clone()),
-                    _ => value.clone(),
-                };
-                for (i, line) in shown.lines().enumerate() {
-                    let label = if i == 0 { key.as_str() } else { "" };
-                    text.push_str(&format!("    {label:<16} {}\n", cell(line, 160)));
-                }
+            text.push_str(&format!("    since       {}\n", human_age(d.since_ms, now)));
+            text.push_str(&format!("    reason      {}\n", cell(&d.reason, 160)));
+            if !d.exit.is_empty() {
+                text.push_str(&format!("    exit        {}\n", cell(&d.exit, 160)));
+            }
+            if !d.command_in_flight.is_empty() {
+                text.push_str(&format!(
+                    "    command     {}\n",
+                    cell(&d.command_in_flight, 160)
+                ));
+            }
+            let mut label = "last lines";
+            for line in d.last_lines.lines().filter(|l| !l.trim().is_empty()) {
+                text.push_str(&format!("    {label:<11} | {}\n", cell(line, 160)));
+                label = "";
             }
         }
     }

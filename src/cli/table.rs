@@ -26,10 +26,6 @@ impl Table {
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
 }
 
 impl fmt::Display for Table {
@@ -140,7 +136,6 @@ mod tests {
         let mut table = Table::new(["A", "B"]);
         table.row(vec!["x".into()]);
         assert_eq!(table.to_string(), "A  B\nx\n");
-        assert!(!table.is_empty());
     }
 
     #[test]
