@@ -130,6 +130,8 @@ pub async fn run(
     opts: &AttachOptions,
     stop: &CancellationToken,
 ) -> Result<(), CoordinatorError> {
+    // Workers that register from now on are managed; earlier ones only with --adopt.
+    let adopt_since_ms = if opts.adopt { 0 } else { now_ms() };
     let bus = Bus::connect(config).await?;
     let holder = format!(
         "{}:{}:{}",
@@ -149,7 +151,7 @@ pub async fn run(
             json!({"session": opts.session, "node": config.node, "holder": holder, "lease_token": lease.token()}),
         )
         .await;
-        let result = lead(&bus, config, opts, &lease, stop).await;
+        let result = lead(&bus, config, opts, &lease, adopt_since_ms, stop).await;
         let reason = match &result {
             Ok(()) => "stopped".to_string(),
             Err(e) => e.to_string(),
@@ -222,9 +224,9 @@ async fn lead(
     config: &Config,
     opts: &AttachOptions,
     lease: &Lease,
+    adopt_since_ms: u64,
     stop: &CancellationToken,
 ) -> Result<(), CoordinatorError> {
-    let adopt_since_ms = if opts.adopt { 0 } else { now_ms() };
     let mut renewed_at = Instant::now();
     loop {
         let connected = ControlClient::connect(ConnectOptions::new(
@@ -843,10 +845,6 @@ impl<'a> Supervisor<'a> {
         }
         let requeue = self.fence(&m.worker).await?;
         let spawn = self.spawn_for(&m.worker).await?;
-        self.client
-            .run(&TmuxCommand::respawn_pane(PaneId(pane), &spawn)?)
-            .await?;
-        let new_pid = self.pane_pid(pane).await?;
         let now = SystemTime::now();
         let failed_at = m.dead.map(|(t, _)| t).unwrap_or(now);
         let kind = match trigger {
@@ -857,7 +855,15 @@ impl<'a> Supervisor<'a> {
             },
             Trigger::Manual => HistoryKind::ManualRestart,
         };
+        // A respawn tmux refuses still counts as an attempt, so a pane that can never be
+        // respawned ends up quarantined instead of being retried on every tick.
+        let respawned = self
+            .client
+            .run(&TmuxCommand::respawn_pane(PaneId(pane), &spawn)?)
+            .await;
         history::record(self.bus, &m.worker, &HistoryEntry { at: now, kind }).await?;
+        respawned?;
+        let new_pid = self.pane_pid(pane).await?;
         self.detector.observe(
             PaneReport {
                 pane,
