@@ -10,7 +10,7 @@
 #   i  ping this pane's worker
 #   r  restart this pane's worker      (panebus restart PANE)
 #   u  release this pane from quarantine (panebus release PANE)
-#   l  show this pane's last result in a popup
+#   l  show this pane's last result in a popup (panebus last-result PANE)
 #   n  jump to the next pane that needs attention (dead, hung or quarantined)
 #
 # Options (set them before the plugin runs; defaults in brackets):
@@ -99,7 +99,7 @@ main() {
 
 	tmux bind-key -T "$table" "$(option @panebus-key-result l)" \
 		display-popup -E -w 90% -h 80% -T ' panebus result of #{pane_id} ' \
-		"$current_pane $popup_bin result --last --pane \"\$pane\" 2>&1 | less -R"
+		"$current_pane $popup_bin last-result \"\$pane\" 2>&1 | less -R"
 
 	tmux bind-key -T "$table" "$(option @panebus-key-next n)" \
 		run-shell -b "$(format_escape "$(shell_quote "$CURRENT_FILE")") next-attention"

@@ -129,6 +129,7 @@ fn plugin_binds_its_keys_in_its_own_table_and_honours_options() {
     }
     assert!(table.contains(r#"prompt-box \"\$pane\""#), "{table}");
     assert!(table.contains("restart '#{pane_id}'"), "{table}");
+    assert!(table.contains(r#"last-result \"\$pane\""#), "{table}");
     assert!(
         !table.contains("%%"),
         "no command-prompt templates: {table}"

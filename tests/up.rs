@@ -255,6 +255,25 @@ fn up_starts_managed_redis_and_workers_down_stops_only_what_up_started() {
         ])
         .env("PANEBUS_REDIS_URL", home.url()));
     assert_ok(&ping_out);
+    let last = assert_ok(&run(home
+        .panebus(&["last-result", &last_pane])
+        .env("PANEBUS_REDIS_URL", home.url())));
+    assert!(
+        last.starts_with("command ") && last.contains(": ok"),
+        "{last}"
+    );
+    let first_pane = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("worker:"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let none = run(home
+        .panebus(&["last-result", &first_pane])
+        .env("PANEBUS_REDIS_URL", home.url()));
+    assert_eq!(none.status.code(), Some(4), "{}", text(&none.stderr));
 
     // The coordinator adopts the workers and feeds the status line and pane borders.
     wait_for(

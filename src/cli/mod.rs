@@ -17,6 +17,7 @@ pub mod down;
 pub mod events;
 pub mod exit;
 pub mod fanout;
+pub mod last_result;
 pub mod man;
 pub mod panes;
 pub mod payload;
@@ -186,6 +187,14 @@ Examples:
   panebus status-line --format plain
   set -g status-right '#(panebus status-line)'")]
     StatusLine(status_line::StatusLineArgs),
+    /// Show the result of a worker's newest finished command.
+    #[command(after_help = "\
+Examples:
+  panebus last-result %3
+  panebus last-result devbox/%3 --json
+
+Exit codes: 0 ok, 4 no finished command or its result expired, 7 the command failed.")]
+    LastResult(last_result::LastResultArgs),
     /// Read a prompt from the terminal and dispatch it to a pane (the tmux plugin's popup).
     #[command(
         hide = true,
@@ -267,6 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::StatusLine(args) => on_bus(&global, |ctx| async move {
             status_line::run(args, &ctx.config).await
         }),
+        Command::LastResult(args) => on_bus(&global, |ctx| last_result::run(args, ctx)),
         Command::PromptBox(args) => on_bus(&global, |ctx| async move {
             prompt_box::run(args, &ctx.config).await
         }),
