@@ -623,3 +623,33 @@ fn bootstrap_runs_up_with_its_arguments() {
     );
     assert_ok(&run(command.args(["down", "-S", &s])));
 }
+
+#[test]
+fn down_leaves_a_same_named_session_the_user_made_later() {
+    let home = Home::new();
+    let tmux = TmuxServer::start("mine");
+    let s = sock(&tmux);
+    assert_ok(&run(home.panebus(&[
+        "up",
+        "--no-attach",
+        "--managed-redis",
+        "-S",
+        &s,
+        "--session",
+        "x",
+        "--workers",
+        "1",
+    ])));
+    tmux.run(&["kill-session", "-t", "=x"]);
+    tmux.run(&["new-session", "-d", "-s", "x"]);
+    let out = assert_ok(&run(home.panebus(&["down", "x", "-S", &s])));
+    assert!(out.contains("already gone"), "{out}");
+    assert!(out.contains("stopped the managed redis-server"), "{out}");
+    let sessions = tmux.run(&["list-sessions", "-F", "#{session_name}"]);
+    assert_eq!(sessions.lines().collect::<Vec<_>>(), ["mine", "x"]);
+    // The record is gone: a second down refuses.
+    assert_fails(
+        &run(home.panebus(&["down", "x", "-S", &s])),
+        "only stops what `up` started",
+    );
+}

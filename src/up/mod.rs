@@ -196,7 +196,7 @@ pub fn down(session: &str, socket: &TmuxSocket, paths: &Paths) -> Result<DownOut
             })
         }
     };
-    let killed_session = if is_live(&record) {
+    let killed_session = if liveness(&record) != Liveness::Gone {
         let tmux = Tmux::new(TmuxSocket::Path(record.tmux_socket.clone()));
         tmux.run(&["kill-session", "-t", &record.session_id])?;
         true
@@ -211,7 +211,7 @@ pub fn down(session: &str, socket: &TmuxSocket, paths: &Paths) -> Result<DownOut
             if other.managed_redis_socket.as_ref() != Some(redis_socket) {
                 continue;
             }
-            if is_live(other) {
+            if liveness(other) != Liveness::Gone {
                 redis_users.push(other.session.clone());
             } else {
                 tracing::info!(session = %other.session, "removing record of a session that no longer exists");
@@ -235,14 +235,41 @@ pub fn down(session: &str, socket: &TmuxSocket, paths: &Paths) -> Result<DownOut
     })
 }
 
-/// Whether the session of a record still runs: same name *and* same session id, so a
-/// session the user later created under the same name is not mistaken for ours.
-pub fn is_live(record: &SessionRecord) -> bool {
+/// Whether the session of a record still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// A session with the recorded name *and* id exists.
+    Live,
+    /// The server is gone, or no session has that name and id (a session the user later
+    /// created under the same name is not ours).
+    Gone,
+    /// tmux could not tell (an unexpected error): treated as live, so a shared Redis is
+    /// never stopped on a guess.
+    Unknown,
+}
+
+/// Checks a record against the sessions its tmux server lists.
+pub fn liveness(record: &SessionRecord) -> Liveness {
     let tmux = Tmux::new(TmuxSocket::Path(record.tmux_socket.clone()));
-    matches!(
-        tmux.run(&["display-message", "-p", "-t", &format!("{}:", session::exact(&record.session)), "#{session_id}"]),
-        Ok(id) if id == record.session_id
-    )
+    match tmux.run(&["list-sessions", "-F", "#{session_id} #{session_name}"]) {
+        Ok(list) => {
+            let wanted = format!("{} {}", record.session_id, record.session);
+            if list.lines().any(|line| line == wanted) {
+                Liveness::Live
+            } else {
+                Liveness::Gone
+            }
+        }
+        Err(session::SessionError::Failed { stderr, .. })
+            if stderr.contains("no server running") || stderr.contains("error connecting") =>
+        {
+            Liveness::Gone
+        }
+        Err(err) => {
+            tracing::warn!(session = %record.session, error = %err, "cannot tell whether a session still runs");
+            Liveness::Unknown
+        }
+    }
 }
 
 /// The socket path tmux uses for a server selection (tmux's own rule:
