@@ -133,8 +133,14 @@ fn options(args: &UpArgs, config: &Config) -> anyhow::Result<UpOptions> {
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(key, _)| key.starts_with("PANEBUS_") && key != "PANEBUS_REDIS_URL")
         .collect();
+    // Flags (`--namespace`, `--node`) win over variables here as everywhere.
     env.retain(|(key, _)| key != "PANEBUS_NAMESPACE");
     env.push(("PANEBUS_NAMESPACE".to_string(), config.namespace.clone()));
+    let node_from_env = Config::from_env().map(|c| c.node).ok();
+    if node_from_env.as_deref() != Some(config.node.as_str()) {
+        env.retain(|(key, _)| key != "PANEBUS_NODE");
+        env.push(("PANEBUS_NODE".to_string(), config.node.clone()));
+    }
     env.sort();
     Ok(UpOptions {
         session,
