@@ -249,9 +249,7 @@ impl Admin {
             if role.is_some_and(|r| r != info.role) {
                 continue;
             }
-            let heartbeat_age_ms = status
-                .heartbeat_ttl
-                .map(|left| self.config.heartbeat_ttl.saturating_sub(left).as_millis() as u64);
+            let heartbeat_age_ms = status.heartbeat_ttl.map(|left| self.heartbeat_age_ms(left));
             panes.push(PaneView {
                 quarantine: quarantines.remove(&status.id),
                 info,
@@ -266,11 +264,30 @@ impl Admin {
 
     /// The view of one worker, if it is registered.
     pub async fn pane(&self, worker: &str) -> Result<Option<PaneView>, BusError> {
-        Ok(self
-            .panes(None)
-            .await?
-            .into_iter()
-            .find(|p| p.id() == worker))
+        let Some(info) = self.bus.worker_info(worker).await? else {
+            return Ok(None);
+        };
+        // Independent reads: sent together over the multiplexed connection.
+        let (heartbeat_ttl, queue_depth, processing, diagnostic) = futures::try_join!(
+            self.bus.heartbeat_ttl(worker),
+            self.bus.queue_depth(worker),
+            self.bus.processing_len(worker),
+            history::diagnostic(&self.bus, worker),
+        )?;
+        Ok(Some(PaneView {
+            info,
+            alive: heartbeat_ttl.is_some(),
+            heartbeat_age_ms: heartbeat_ttl.map(|left| self.heartbeat_age_ms(left)),
+            queue_depth: queue_depth as u64,
+            processing: processing as u64,
+            quarantine: diagnostic.map(Quarantine::from),
+        }))
+    }
+
+    /// Time since the last heartbeat, from the time its key has left: heartbeats are set
+    /// with `PANEBUS_HEARTBEAT_TTL`, so this assumes the worker uses the same TTL.
+    fn heartbeat_age_ms(&self, left: Duration) -> u64 {
+        self.config.heartbeat_ttl.saturating_sub(left).as_millis() as u64
     }
 
     /// The quarantine diagnostics of `workers`, as the coordinator recorded them (the
