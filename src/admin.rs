@@ -130,12 +130,24 @@ impl WorkerCounts {
     }
 }
 
-/// Workers of one role counted by condition.
-#[derive(Debug, Clone, Serialize)]
+/// Workers of one role counted by condition, with their queues.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RoleCounts {
     pub role: String,
     #[serde(flatten)]
     pub counts: WorkerCounts,
+    /// Commands waiting in the queues of these workers.
+    pub queued: u64,
+    /// Commands these workers have taken and not yet acknowledged.
+    pub in_flight: u64,
+}
+
+impl RoleCounts {
+    fn add(&mut self, pane: &PaneView) {
+        self.counts.add(pane);
+        self.queued += pane.queue_depth;
+        self.in_flight += pane.processing;
+    }
 }
 
 /// Event stream figures.
@@ -339,11 +351,17 @@ impl Admin {
     pub async fn status(&self) -> Result<StatusReport, BusError> {
         let panes = self.panes(None).await?;
         let mut workers = WorkerCounts::default();
-        let mut roles: BTreeMap<String, WorkerCounts> = BTreeMap::new();
+        let mut roles: BTreeMap<String, RoleCounts> = BTreeMap::new();
         let mut quarantined = Vec::new();
         for pane in &panes {
             workers.add(pane);
-            roles.entry(pane.info.role.clone()).or_default().add(pane);
+            let role = roles
+                .entry(pane.info.role.clone())
+                .or_insert_with(|| RoleCounts {
+                    role: pane.info.role.clone(),
+                    ..RoleCounts::default()
+                });
+            role.add(pane);
             if let Some(diagnostic) = &pane.quarantine {
                 quarantined.push(QuarantinedPane {
                     worker: pane.info.id.clone(),
@@ -361,10 +379,7 @@ impl Admin {
             redis_url: self.bus.url().to_string(),
             node: self.config.node.clone(),
             workers,
-            roles: roles
-                .into_iter()
-                .map(|(role, counts)| RoleCounts { role, counts })
-                .collect(),
+            roles: roles.into_values().collect(),
             queued: panes.iter().map(|p| p.queue_depth).sum(),
             in_flight: panes.iter().map(|p| p.processing).sum(),
             dlq_size: self.bus.dlq_len().await? as u64,

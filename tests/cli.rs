@@ -266,6 +266,8 @@ fn status_panes_and_events_in_both_formats() {
     assert_eq!(status["workers"]["quarantined"], 0);
     assert_eq!(status["roles"][0]["role"], "alpha");
     assert_eq!(status["roles"][0]["alive"], 1);
+    assert_eq!(status["roles"][0]["queued"], 0);
+    assert_eq!(status["roles"][0]["in_flight"], 0);
     assert_eq!(status["queued"], 0);
     assert_eq!(status["dlq_size"], 0);
     assert!(
@@ -721,6 +723,11 @@ fn a_full_queue_in_a_fan_out_does_not_stop_the_others() {
     });
     let out = bus.run(&["dispatch", "%1", "slow"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let status = bus.json(&["status"]);
+    assert_eq!(status["roles"][0]["queued"], 1, "{status}");
+    assert_eq!(status["roles"][0]["in_flight"], 1, "{status}");
+    assert_eq!(status["queued"], 1, "{status}");
 
     let out = bus.run(&["dispatch-role", "alpha", "ping", "--json"]);
     assert_exit(&out, 5, "1 of 2 workers did not get the command");
