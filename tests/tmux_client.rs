@@ -7,11 +7,11 @@ mod support;
 use std::time::Duration;
 
 use futures::future::join_all;
-use panebus::tmux::model::{pane_died_hook, pane_subscription};
+use panebus::tmux::model::{pane_died_hook, pane_subscription, PANE_SUBSCRIPTION};
 use panebus::tmux::{
-    ConnectOptions, ControlClient, Format, HookTarget, ModelChange, Notification, OptionName,
-    OptionScope, OwnedEvent, PaneId, PaneListing, SessionModel, Spawn, Split, Target, TmuxCommand,
-    TmuxError, TmuxServerRef, WindowId,
+    ClientFlag, ConnectOptions, ControlClient, Format, Hook, HookTarget, ModelChange, Notification,
+    OptionName, OptionScope, OwnedEvent, PaneId, PaneListing, PaneOutput, SessionModel, Spawn,
+    Split, Target, TmuxCommand, TmuxError, TmuxServerRef, WindowId,
 };
 use support::TmuxServer;
 use tmux_control_parser::Layout;
@@ -405,33 +405,13 @@ async fn model_follows_a_real_session() {
     assert!(!state.dead);
     let first_pid = state.pid.expect("listed pid");
 
+    let server_pid = client.server_pid().await.unwrap() as libc::pid_t;
     let spawn = Spawn::argv(["sh", "-c", "sleep 0.2; exit 3"]);
     client
         .run(&TmuxCommand::respawn_pane(pane, &spawn).unwrap())
         .await
         .expect("respawn");
-    let server_pid = client.server_pid().await.unwrap() as libc::pid_t;
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let n = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no death with status 3; changes seen: {seen:?}"))
-            .expect("stream open");
-        let changes = model.apply(&n);
-        if changes.contains(&ModelChange::PaneDied { pane, status: None }) {
-            // tmux 3.3a can lose the SIGCHLD (docs/tmux-control-mode.md §6): kick the server.
-            assert_eq!(unsafe { libc::kill(server_pid, libc::SIGCHLD) }, 0);
-        }
-        let done = changes.contains(&ModelChange::PaneDied {
-            pane,
-            status: Some(3),
-        });
-        seen.extend(changes);
-        if done {
-            break;
-        }
-    }
+    wait_for_death(&mut model, &mut rx, pane, server_pid, Some(3), None).await;
     let state = &model.panes[&pane];
     assert!(state.dead);
     assert_eq!(state.dead_status, Some(3));
@@ -445,4 +425,183 @@ async fn model_follows_a_real_session() {
     let changes = relist(&mut model, client.run(&list_cmd).await.unwrap().lines);
     assert_eq!(changes, vec![]);
     assert_eq!(model.panes[&pane].pid, before.panes[&pane].pid);
+
+    let spawn = Spawn::argv(["sh", "-c", "sleep 0.2; kill -TERM $$"]);
+    client
+        .run(&TmuxCommand::respawn_pane(pane, &spawn).unwrap())
+        .await
+        .expect("respawn");
+    wait_for_death(
+        &mut model,
+        &mut rx,
+        pane,
+        server_pid,
+        None,
+        Some(libc::SIGTERM),
+    )
+    .await;
+}
+
+/// Applies notifications to `model` until it reports `pane` dead with this status and signal,
+/// recovering tmux 3.3a's lost SIGCHLD (docs/tmux-control-mode.md §6) the way the
+/// coordinator does: a report with neither gets the server a SIGCHLD.
+async fn wait_for_death(
+    model: &mut SessionModel,
+    rx: &mut UnboundedReceiver<Notification>,
+    pane: PaneId,
+    server_pid: libc::pid_t,
+    status: Option<i32>,
+    signal: Option<i32>,
+) {
+    let unknown = ModelChange::PaneDied {
+        pane,
+        status: None,
+        signal: None,
+    };
+    let expected = ModelChange::PaneDied {
+        pane,
+        status,
+        signal,
+    };
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {expected:?}; changes seen: {seen:?}"))
+            .expect("stream open");
+        let changes = model.apply(&n);
+        if changes.contains(&unknown) {
+            assert_eq!(unsafe { libc::kill(server_pid, libc::SIGCHLD) }, 0);
+        }
+        let done = changes.contains(&expected);
+        seen.extend(changes);
+        if done {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_reply_fails_only_its_own_command() {
+    let server = TmuxServer::start("pb");
+    let mut opts = options(&server, "pb");
+    opts.max_reply_bytes = 64;
+    let (client, _rx) = ControlClient::connect(opts).await.expect("attach");
+    let big = TmuxCommand::display_message(None, &Format::literal(&"x".repeat(200))).unwrap();
+    let small = TmuxCommand::display_message(None, &Format::literal("small")).unwrap();
+    let (big_reply, small_reply) = tokio::join!(client.run(&big), client.run(&small));
+    match big_reply {
+        Err(TmuxError::ReplyTooLarge { command, .. }) => assert_eq!(command, big.line()),
+        other => panic!("expected ReplyTooLarge, got {other:?}"),
+    }
+    assert_eq!(small_reply.expect("small reply").text_lines(), ["small"]);
+}
+
+#[tokio::test]
+async fn every_command_form_is_accepted_by_tmux() {
+    let server = TmuxServer::start("pb");
+    let (client, _rx) = attach(&server).await;
+    let session = client.attached().session;
+    let pane = PaneId(0);
+    let status = OptionName::new("@panebus_status").unwrap();
+    let run = |cmd: TmuxCommand| {
+        let client = &client;
+        async move {
+            match client.run(&cmd).await {
+                Ok(reply) => reply.text_lines(),
+                Err(err) => panic!("{}: {err}", cmd.line()),
+            }
+        }
+    };
+
+    // Typing into a plain `cat` shows the text; raw bytes go through send-keys -H.
+    run(TmuxCommand::respawn_pane(pane, &Spawn::argv(["cat"])).unwrap()).await;
+    run(TmuxCommand::send_text(pane, "-typed; $HOME #{x}").unwrap()).await;
+    run(TmuxCommand::send_bytes(pane, b"\rraw\r")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let screen = run(TmuxCommand::capture_pane(pane, 10)).await.join("\n");
+        if screen.contains("-typed; $HOME #{x}") && screen.contains("raw") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "screen: {screen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    for scope in [
+        OptionScope::Pane(pane),
+        OptionScope::Window(WindowId(0)),
+        OptionScope::Session(session),
+    ] {
+        run(TmuxCommand::set_option(scope, &status, "busy").unwrap()).await;
+        assert_eq!(
+            run(TmuxCommand::show_option(scope, &status).unwrap()).await,
+            ["busy"]
+        );
+        run(TmuxCommand::unset_option(scope, &status).unwrap()).await;
+        assert!(run(TmuxCommand::show_option(scope, &status).unwrap())
+            .await
+            .is_empty());
+    }
+    for target in [HookTarget::Pane(pane), HookTarget::Session(session)] {
+        run(pane_died_hook(target)).await;
+        run(TmuxCommand::unset_hook(target, Hook::PaneDied)).await;
+    }
+    let hooks = server.run(&["show-hooks", "-g"]);
+    assert!(
+        !hooks.contains("pb-died"),
+        "no global hook was set: {hooks}"
+    );
+
+    run(TmuxCommand::set_pane_title(pane, "title #{pane_id}").unwrap()).await;
+    assert_eq!(
+        display(&client, Some(Target::Pane(pane)), "#{pane_title}").await,
+        "title #{pane_id}"
+    );
+    let windows =
+        run(TmuxCommand::list_windows(session, &Format::template("#{window_id}")).unwrap()).await;
+    assert_eq!(windows, ["@0"]);
+    run(TmuxCommand::client_size(120, 40)).await;
+    assert_eq!(
+        display(
+            &client,
+            Some(Target::Window(WindowId(0))),
+            "#{window_width}x#{window_height}"
+        )
+        .await,
+        "120x40"
+    );
+    run(TmuxCommand::client_flags(&[
+        (ClientFlag::NoOutput, true),
+        (ClientFlag::PauseAfter(5), true),
+    ]))
+    .await;
+    run(TmuxCommand::client_flags(&[
+        (ClientFlag::NoOutput, false),
+        (ClientFlag::PauseAfter(0), false),
+    ]))
+    .await;
+    for state in [
+        PaneOutput::Off,
+        PaneOutput::On,
+        PaneOutput::Pause,
+        PaneOutput::Continue,
+    ] {
+        run(TmuxCommand::pane_output(pane, state)).await;
+    }
+    run(pane_subscription()).await;
+    run(TmuxCommand::unsubscribe(PANE_SUBSCRIPTION).unwrap()).await;
+    let option = OptionName::new("@pb_fmt").unwrap();
+    run(TmuxCommand::set_option_format(
+        OptionScope::Pane(pane),
+        &option,
+        &Format::template("#{pane_id}").then_literal(" #{literal}"),
+    )
+    .unwrap())
+    .await;
+    assert_eq!(
+        run(TmuxCommand::show_option(OptionScope::Pane(pane), &option).unwrap()).await,
+        ["%0 #{literal}"]
+    );
 }

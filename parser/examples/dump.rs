@@ -39,16 +39,15 @@ fn run(mut input: impl Read) -> io::Result<usize> {
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
     let mut parser = Parser::new();
-    let mut chunk = vec![0u8; 64 * 1024];
     let mut errors = 0;
     loop {
-        let read = match input.read(&mut chunk) {
+        let read = match input.read(parser.read_space(64 * 1024)) {
             Ok(0) => break,
             Ok(read) => read,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err),
         };
-        parser.feed(&chunk[..read]);
+        parser.commit(read);
         while let Some(event) = parser.next_event() {
             match event {
                 Ok(event) => dump::write_event(&event, &mut out)?,

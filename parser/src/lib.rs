@@ -6,19 +6,28 @@
 //! Unknown `%word` lines come out as [`Event::Unknown`], bare lines as [`Event::Bare`], and a
 //! malformed line as an error value after which parsing continues. No I/O, no async.
 //!
+//! The example of the README (kept identical):
+//!
 //! ```
 //! use tmux_control_parser::{Event, Layout, Parser};
 //!
 //! let mut parser = Parser::new();
-//! parser.feed(b"%layout-change @1 b25f,80x24,0,0,2 b25f,80x24,0,0,2 *\n%exit\n");
+//! parser.feed(b"%begin 1795000000 7 1\n%1\n%end 1795000000 7 1\n%output %1 hi\\015\\012\n");
+//! parser.feed(b"%layout-change @1 b25f,80x24,0,0,2 b25f,80x24,0,0,2 *\n");
 //! while let Some(event) = parser.next_event() {
-//!     match event.expect("valid stream") {
-//!         Event::LayoutChange { window, layout, .. } => {
-//!             let panes = Layout::parse(layout).expect("valid layout").pane_ids();
-//!             println!("window {} has panes {panes:?}", window.0);
+//!     match event {
+//!         Ok(Event::Reply(reply)) => println!("reply #{}: {} lines", reply.guard.number, reply.lines.len()),
+//!         Ok(Event::Output { pane, data }) => println!("{pane} wrote {data:?}"),
+//!         Ok(Event::LayoutChange { window, layout, .. }) => {
+//!             let panes = Layout::parse(layout).expect("tmux writes valid layouts").pane_ids();
+//!             println!("{window} now holds {panes:?}");
 //!         }
-//!         Event::Exit { .. } => println!("control client exited"),
-//!         other => println!("{other:?}"),
+//!         Ok(other) => {
+//!             // keep it past the next feed() or send it to another task
+//!             let owned = other.to_owned_event();
+//!             println!("{owned:?}");
+//!         }
+//!         Err(err) => eprintln!("skipped a bad line at byte {}: {err}", err.offset()),
 //!     }
 //! }
 //! ```

@@ -15,7 +15,7 @@ use nom::combinator::{all_consuming, map, opt, rest, value};
 use nom::sequence::{preceded, separated_pair, terminated, tuple};
 use nom::IResult;
 
-use crate::escape::decode_output;
+use crate::escape::decode_output_from;
 use crate::event::{Event, Guard, PaneId, SessionId, SubscriptionTarget, WindowId};
 use crate::vis::vis_decode;
 
@@ -117,6 +117,13 @@ pub(crate) fn parse_line<'a>(
     line: &'a [u8],
     scratch: &'a mut Vec<u8>,
 ) -> Result<Event<'a>, Malformed> {
+    if let Some(fields) = line.strip_prefix(b"%output ") {
+        let (pane, data) = output_fields(fields).ok_or(Malformed("output"))?;
+        return Ok(Event::Output {
+            pane,
+            data: decoded(data, scratch),
+        });
+    }
     if line.first() != Some(&b'%') {
         return Ok(Event::Bare(line));
     }
@@ -232,12 +239,14 @@ pub(crate) fn parse_line<'a>(
 /// escape, else decoded into the reused `scratch` buffer.
 #[inline]
 fn decoded<'a>(data: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
-    if memchr(b'\\', data).is_none() {
-        return data;
+    match memchr(b'\\', data) {
+        None => data,
+        Some(first) => {
+            scratch.clear();
+            decode_output_from(data, first, scratch);
+            scratch
+        }
     }
-    scratch.clear();
-    decode_output(data, scratch);
-    scratch
 }
 
 /// `%P DATA` (tmux always writes the space; a record with no data and no space is accepted).

@@ -1,10 +1,11 @@
 //! The incremental parser: bytes in (any chunking), typed events out.
 //!
-//! [`Parser::feed`] appends bytes to one reused buffer; [`Parser::next_event`] cuts the next
+//! [`Parser::feed`] (or [`Parser::read_space`] + [`Parser::commit`], to read from the pipe
+//! straight into it) appends bytes to one reused buffer; [`Parser::next_event`] cuts the next
 //! complete LF-terminated line from it (memchr), tracks reply blocks, and hands the line to
 //! the grammar in `line.rs`. Events borrow from the parser's buffers until the next call, so
 //! a `%output` line costs no allocation once the buffers have grown to the working size.
-//! Consumed bytes are dropped from the buffer at the start of the next `feed`.
+//! Consumed bytes are dropped from the buffer when more input is added.
 
 use memchr::memchr;
 
@@ -73,8 +74,11 @@ struct OpenBlock {
 /// ```
 #[derive(Debug)]
 pub struct Parser {
-    /// Unconsumed input starts at `start`; bytes before it are dropped at the next `feed`.
+    /// Input bytes are `buf[..filled]`; unconsumed input starts at `start`, and bytes before
+    /// it are dropped at the next `feed`/`read_space`. `buf[filled..]` is zeroed spare room
+    /// kept between calls, so [`Parser::read_space`] does not re-initialize it each time.
     buf: Vec<u8>,
+    filled: usize,
     start: usize,
     /// No LF in `buf[start..scanned]`: where the next LF search begins.
     scanned: usize,
@@ -112,6 +116,7 @@ impl Parser {
     pub fn new() -> Self {
         Self {
             buf: Vec::new(),
+            filled: 0,
             start: 0,
             scanned: 0,
             base: 0,
@@ -146,18 +151,52 @@ impl Parser {
 
     /// Appends bytes read from the control client (any chunk boundary is fine).
     pub fn feed(&mut self, bytes: &[u8]) {
+        let space = self.read_space(bytes.len());
+        space[..bytes.len()].copy_from_slice(bytes);
+        self.commit(bytes.len());
+    }
+
+    /// Writable room for at least `min_len` more input bytes, at the end of the parser's
+    /// buffer: read from the pipe straight into it, then [`Parser::commit`] the count. This
+    /// saves the copy [`Parser::feed`] makes.
+    ///
+    /// ```
+    /// # use tmux_control_parser::Parser;
+    /// # use std::io::Read;
+    /// let mut pipe: &[u8] = b"%exit\n";
+    /// let mut parser = Parser::new();
+    /// let read = pipe.read(parser.read_space(64 * 1024)).unwrap();
+    /// parser.commit(read);
+    /// assert!(parser.next_event().is_some());
+    /// ```
+    pub fn read_space(&mut self, min_len: usize) -> &mut [u8] {
         if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.base += self.start as u64;
+            self.buf.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
             self.scanned -= self.start;
+            self.base += self.start as u64;
             self.start = 0;
         }
-        self.buf.extend_from_slice(bytes);
+        if self.buf.len() < self.filled + min_len {
+            self.buf.resize(self.filled + min_len, 0);
+        }
+        &mut self.buf[self.filled..]
+    }
+
+    /// Marks `len` bytes written into the last [`Parser::read_space`] as input.
+    ///
+    /// # Panics
+    /// If `len` is larger than that space.
+    pub fn commit(&mut self, len: usize) {
+        assert!(
+            self.filled + len <= self.buf.len(),
+            "commit({len}) is more than the space read_space returned"
+        );
+        self.filled += len;
     }
 
     /// The next event, `Some(Err(_))` for a rejected line (parsing goes on after it), or
     /// `None` when more input is needed.
-    #[allow(clippy::should_implement_trait)]
     pub fn next_event(&mut self) -> Option<Result<Event<'_>, ParseError>> {
         loop {
             if self.framing == Framing::Undecided && !self.decide_framing() {
@@ -167,14 +206,14 @@ impl Parser {
                 Ok(span) => span,
                 Err(err) => return Some(Err(err)),
             };
-            let line = &self.buf[span.start..span.end];
             if self.block.is_some() {
                 if let Some(result) = self.block_line(span) {
                     return Some(result);
                 }
                 continue;
             }
-            if let Some((word, guard)) = guard_line(line) {
+            if let Some((word, guard)) = guard_line(&self.buf[span.start..span.end]) {
+                let line = &self.buf[span.start..span.end];
                 match (word, guard) {
                     (GuardWord::Begin, Some(guard)) => {
                         self.block = Some(OpenBlock {
@@ -200,6 +239,8 @@ impl Parser {
                     (word, None) => return Some(Err(malformed(span.offset, word.name(), line))),
                 }
             }
+            // Borrowed afresh: a borrow that may be returned must not live across the loop's
+            // `continue` (the current borrow checker rejects that).
             let line = &self.buf[span.start..span.end];
             return Some(
                 parse_line(line, &mut self.scratch)
@@ -211,7 +252,7 @@ impl Parser {
     /// Checks that the stream may end here: no partial line and no open block. Call it at
     /// EOF; a `-CC` stream's final ST does not count as a partial line.
     pub fn finish(&self) -> Result<(), ParseError> {
-        let pending = &self.buf[self.start..];
+        let pending = &self.buf[self.start..self.filled];
         let pending_is_st = self.framing == Framing::Dcs && CC_SUFFIX.starts_with(pending);
         if !pending.is_empty() && !pending_is_st && !self.skipping {
             return Err(ParseError::new(
@@ -230,7 +271,7 @@ impl Parser {
 
     /// Looks for the `-CC` DCS prefix; `false` while the bytes so far are a prefix of it.
     fn decide_framing(&mut self) -> bool {
-        let pending = &self.buf[self.start..];
+        let pending = &self.buf[self.start..self.filled];
         if pending.starts_with(CC_PREFIX) {
             self.start += CC_PREFIX.len();
             self.scanned = self.scanned.max(self.start);
@@ -247,11 +288,11 @@ impl Parser {
     /// Cuts the next complete line, enforcing the line cap. `None` when no LF is buffered.
     fn next_line(&mut self) -> Option<Result<LineSpan, ParseError>> {
         loop {
-            let Some(found) = memchr(b'\n', &self.buf[self.scanned..]) else {
-                self.scanned = self.buf.len();
+            let Some(found) = memchr(b'\n', &self.buf[self.scanned..self.filled]) else {
+                self.scanned = self.filled;
                 if self.skipping {
-                    self.start = self.buf.len();
-                } else if self.buf.len() - self.start > self.max_line_len {
+                    self.start = self.filled;
+                } else if self.filled - self.start > self.max_line_len {
                     return Some(Err(self.line_too_long()));
                 }
                 return None;
@@ -293,7 +334,7 @@ impl Parser {
                 limit: self.max_line_len,
             },
         );
-        self.start = self.buf.len();
+        self.start = self.filled;
         self.skipping = true;
         err
     }

@@ -121,6 +121,14 @@ fn item() -> impl Strategy<Value = Item> {
     ]
 }
 
+#[test]
+#[should_panic(expected = "more than the space")]
+fn committing_more_than_the_read_space_panics() {
+    let mut parser = Parser::new();
+    let room = parser.read_space(8).len();
+    parser.commit(room + 1);
+}
+
 /// A transcript of items and random cut points into it.
 fn transcript() -> impl Strategy<Value = (Vec<Item>, Vec<usize>)> {
     (
@@ -162,6 +170,28 @@ proptest! {
         prop_assert_eq!(&dump_whole(&wire), &expected);
         let mut parser = Parser::new();
         prop_assert_eq!(&dump_chunks(&mut parser, chunked(&wire, &cuts)), &expected);
+        prop_assert!(parser.finish().is_ok());
+    }
+
+    #[test]
+    fn reading_into_read_space_gives_the_events_of_the_whole(
+        (items, cuts) in transcript(),
+        spare in 0usize..64,
+    ) {
+        let wire: Vec<u8> = items.iter().flat_map(|item| item.wire.clone()).collect();
+        let expected: Vec<String> = items.iter().flat_map(|item| item.expected.clone()).collect();
+        let mut parser = Parser::new();
+        let mut lines = Vec::new();
+        for chunk in chunked(&wire, &cuts) {
+            let space = parser.read_space(chunk.len() + spare);
+            prop_assert!(space.len() >= chunk.len() + spare);
+            space[..chunk.len()].copy_from_slice(chunk);
+            parser.commit(chunk.len());
+            while let Some(event) = parser.next_event() {
+                lines.push(tmux_control_parser::dump::event_line(&event.unwrap()));
+            }
+        }
+        prop_assert_eq!(lines, expected);
         prop_assert!(parser.finish().is_ok());
     }
 

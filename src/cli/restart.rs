@@ -30,7 +30,10 @@ pub struct RestartArgs {
 /// Sends the restart request and prints the coordinator's answer.
 pub async fn run(args: RestartArgs, config: Config) -> anyhow::Result<()> {
     let worker = config.resolve_worker(&args.pane);
-    let node = worker.split_once('/').map(|(n, _)| n).unwrap_or(&config.node);
+    let node = worker
+        .split_once('/')
+        .map(|(n, _)| n)
+        .unwrap_or(&config.node);
     let bus = Bus::connect(&config).await?;
     let session = match managed::load(&bus, &worker).await? {
         Some(m) => m.session,

@@ -15,6 +15,6 @@ pub mod policy;
 pub mod reconcile;
 pub mod requests;
 pub mod status_line;
+pub mod stop;
 pub mod supervisor;
 pub mod watchdog;
-pub mod stop;

@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn listing_lines_parse_and_hostile_tags_stay_text() {
         let p = parse_line("%3 100 0   n/%3").unwrap();
-        assert_eq!((p.report.pane, p.report.pid, p.report.dead), (3, 100, false));
+        assert_eq!(
+            (p.report.pane, p.report.pid, p.report.dead),
+            (3, 100, false)
+        );
         assert_eq!(p.tag, "n/%3");
         let p = parse_line("%4 101 1 2  ").unwrap();
         assert_eq!(p.report.exit, Some(ExitStatus::Code(2)));
@@ -158,14 +161,14 @@ mod tests {
     #[test]
     fn plan_manages_own_tags_adopts_matching_workers_and_ignores_the_rest() {
         let listing: Vec<ListedPane> = [
-            "%1 10 0   n/%1",       // tagged with its own id: managed
-            "%2 20 0   n/%9",       // foreign tag: not ours
-            "%3 30 0   ",           // registered, same pid, new: tag
-            "%4 40 0   ",           // registered but another pid (a shell's child): no
-            "%5 50 0   ",           // registered before the coordinator started: no
-            "%6 60 0   ",           // registered in another session: no
-            "%7 70 0   ",           // not registered: a user's pane
-            "%8 80 1 0  ",          // dead and untagged: no
+            "%1 10 0   n/%1", // tagged with its own id: managed
+            "%2 20 0   n/%9", // foreign tag: not ours
+            "%3 30 0   ",     // registered, same pid, new: tag
+            "%4 40 0   ",     // registered but another pid (a shell's child): no
+            "%5 50 0   ",     // registered before the coordinator started: no
+            "%6 60 0   ",     // registered in another session: no
+            "%7 70 0   ",     // not registered: a user's pane
+            "%8 80 1 0  ",    // dead and untagged: no
         ]
         .iter()
         .map(|l| parse_line(l).unwrap())

@@ -35,14 +35,16 @@ use super::policy::{
 };
 use super::reconcile::{self, LIST_FORMAT};
 use super::requests::{self, Request, Response};
-use super::status_line::{self, PaneState, PANE_STATE_OPTION, SESSION_STATUS_OPTION, WORKER_OPTION};
+use super::status_line::{
+    self, PaneState, PANE_STATE_OPTION, SESSION_STATUS_OPTION, WORKER_OPTION,
+};
 use crate::bus::{Bus, BusError};
 use crate::config::{short_hostname, Config};
 use crate::schema::{new_id, now_ms, Event, EventKind, WorkerInfo};
 use crate::tmux::{
-    ClientFlag, CommandError, ConnectOptions, ControlClient, Format, Hook, HookTarget, Notification,
-    OptionName, OptionScope, OwnedEvent, PaneId, SessionId, Spawn, SubscriptionScope, Target,
-    TmuxCommand, TmuxError, TmuxServerRef,
+    ClientFlag, CommandError, ConnectOptions, ControlClient, Format, Hook, HookTarget,
+    Notification, OptionName, OptionScope, OwnedEvent, PaneId, SessionId, Spawn, SubscriptionScope,
+    Target, TmuxCommand, TmuxError, TmuxServerRef,
 };
 
 /// How long a dead pane may stay without an exit status (lost SIGCHLD, kicked) before it is
@@ -96,7 +98,9 @@ pub enum CoordinatorError {
         reason: String,
     },
     /// The lease could not be renewed: another coordinator may act now.
-    #[error("lost the leader lease of session {session:?}; another coordinator may have taken over")]
+    #[error(
+        "lost the leader lease of session {session:?}; another coordinator may have taken over"
+    )]
     LeaseLost { session: String },
 }
 
@@ -126,6 +130,8 @@ pub async fn run(
     opts: &AttachOptions,
     stop: &CancellationToken,
 ) -> Result<(), CoordinatorError> {
+    // Workers that register from now on are managed; earlier ones only with --adopt.
+    let adopt_since_ms = if opts.adopt { 0 } else { now_ms() };
     let bus = Bus::connect(config).await?;
     let holder = format!(
         "{}:{}:{}",
@@ -140,12 +146,19 @@ pub async fn run(
         tracing::info!(session = %opts.session, node = %config.node, token = lease.token(), "leader lease acquired");
         emit(
             &bus,
+            EventKind::LeaseAcquired,
+            "",
+            json!({"session": opts.session, "node": config.node, "holder": holder, "lease_token": lease.token()}),
+        )
+        .await;
+        emit(
+            &bus,
             EventKind::CoordinatorStarted,
             "",
             json!({"session": opts.session, "node": config.node, "holder": holder, "lease_token": lease.token()}),
         )
         .await;
-        let result = lead(&bus, config, opts, &lease, stop).await;
+        let result = lead(&bus, config, opts, &lease, adopt_since_ms, stop).await;
         let reason = match &result {
             Ok(()) => "stopped".to_string(),
             Err(e) => e.to_string(),
@@ -218,9 +231,9 @@ async fn lead(
     config: &Config,
     opts: &AttachOptions,
     lease: &Lease,
+    adopt_since_ms: u64,
     stop: &CancellationToken,
 ) -> Result<(), CoordinatorError> {
-    let adopt_since_ms = if opts.adopt { 0 } else { now_ms() };
     let mut renewed_at = Instant::now();
     loop {
         let connected = ControlClient::connect(ConnectOptions::new(
@@ -431,7 +444,9 @@ impl<'a> Supervisor<'a> {
         let mut tick = tokio::time::interval(self.opts.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Notifications first: a death waiting behind a tick's work would be late.
             let step = tokio::select! {
+                biased;
                 _ = stop.cancelled() => return Ok(LoopEnd::Stopped),
                 note = notes.recv() => match note {
                     None => return Ok(LoopEnd::TmuxExited(
@@ -627,10 +642,8 @@ impl<'a> Supervisor<'a> {
                 "on",
             )?)
             .await?;
-        let marker = TmuxCommand::display_message(
-            None,
-            &Format::template("%%pb-died").then(MARKER_FORMAT),
-        )?;
+        let marker =
+            TmuxCommand::display_message(None, &Format::template("%%pb-died").then(MARKER_FORMAT))?;
         self.client
             .run(&TmuxCommand::set_hook(
                 HookTarget::Pane(id),
@@ -841,10 +854,6 @@ impl<'a> Supervisor<'a> {
         }
         let requeue = self.fence(&m.worker).await?;
         let spawn = self.spawn_for(&m.worker).await?;
-        self.client
-            .run(&TmuxCommand::respawn_pane(PaneId(pane), &spawn)?)
-            .await?;
-        let new_pid = self.pane_pid(pane).await?;
         let now = SystemTime::now();
         let failed_at = m.dead.map(|(t, _)| t).unwrap_or(now);
         let kind = match trigger {
@@ -855,7 +864,15 @@ impl<'a> Supervisor<'a> {
             },
             Trigger::Manual => HistoryKind::ManualRestart,
         };
+        // A respawn tmux refuses still counts as an attempt, so a pane that can never be
+        // respawned ends up quarantined instead of being retried on every tick.
+        let respawned = self
+            .client
+            .run(&TmuxCommand::respawn_pane(PaneId(pane), &spawn)?)
+            .await;
         history::record(self.bus, &m.worker, &HistoryEntry { at: now, kind }).await?;
+        respawned?;
+        let new_pid = self.pane_pid(pane).await?;
         self.detector.observe(
             PaneReport {
                 pane,

@@ -28,8 +28,7 @@ use super::history::{self, Diagnostic};
 use super::lease::Lease;
 use super::managed;
 use super::policy::{
-    self, Action, Heartbeat, HistoryEntry, HistoryKind, Jitter, PaneHealth, PaneState,
-    PolicyConfig,
+    self, Action, Heartbeat, HistoryEntry, HistoryKind, Jitter, PaneHealth, PaneState, PolicyConfig,
 };
 use crate::bus::{Bus, BusError};
 use crate::config::{short_hostname, Config};
@@ -134,6 +133,15 @@ pub async fn run(
                 continue;
             }
             tracing::info!(node = %config.node, "watchdog active");
+            if let Some(l) = &lease {
+                emit(
+                    &bus,
+                    EventKind::LeaseAcquired,
+                    "",
+                    json!({"session": WATCHDOG_LEASE, "node": config.node, "holder": holder, "lease_token": l.token()}),
+                )
+                .await;
+            }
         }
         if let Err(e) = check(&bus, config, opts, &mut watched).await {
             tracing::warn!(error = %e, "watchdog check failed; retrying next interval");

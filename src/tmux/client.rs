@@ -23,7 +23,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tmux_control_parser::{Event, Guard, OwnedEvent, Parser, SessionId};
+use tmux_control_parser::{
+    Event, Guard, OwnedEvent, ParseErrorKind, Parser, SessionId, DEFAULT_MAX_BLOCK_LEN,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -47,6 +49,9 @@ pub struct ConnectOptions {
     /// Forward `%output`/`%extended-output` on the notification stream. Off by default: the
     /// stream is unbounded, and PaneBus reads pane screens with `capture-pane` instead.
     pub forward_output: bool,
+    /// The largest reply body accepted; a bigger reply fails its command with
+    /// [`TmuxError::ReplyTooLarge`] (memory stays bounded, later replies still match).
+    pub max_reply_bytes: usize,
 }
 
 impl ConnectOptions {
@@ -58,6 +63,7 @@ impl ConnectOptions {
             config_file: None,
             attach_timeout: Duration::from_secs(10),
             forward_output: false,
+            max_reply_bytes: DEFAULT_MAX_BLOCK_LEN,
         }
     }
 }
@@ -179,7 +185,8 @@ impl ControlClient {
             forward_output: options.forward_output,
             exit: exit_tx,
         };
-        tokio::spawn(reader.run(stdout));
+        let parser = Parser::new().with_max_block_len(options.max_reply_bytes);
+        tokio::spawn(reader.run(stdout, parser));
 
         let attached = match tokio::time::timeout(options.attach_timeout, attach_rx).await {
             Ok(Ok(Ok(attached))) => attached,
@@ -372,8 +379,7 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(mut self, mut stdout: ChildStdout) {
-        let mut parser = Parser::new();
+    async fn run(mut self, mut stdout: ChildStdout, mut parser: Parser) {
         let mut buf = vec![0u8; 64 * 1024];
         let mut attach_error = None;
         loop {
@@ -418,6 +424,12 @@ impl Reader {
                         let _ = self
                             .notify
                             .send(Notification::Event(event.to_owned_event()));
+                    }
+                    Err(err) if matches!(err.kind(), ParseErrorKind::BlockTooLong { guard, .. } if guard.flags != 0) =>
+                    {
+                        // The block replaced a reply: its request must still be answered, or
+                        // every later reply would go to the wrong request.
+                        self.reply_too_large(err.kind().to_string());
                     }
                     Err(err) => {
                         tracing::warn!(offset = err.offset(), error = %err.kind(), "unparsable line from tmux skipped");
@@ -464,6 +476,17 @@ impl Reader {
         };
         // The requester may have stopped waiting; its reply is then simply dropped.
         let _ = pending.reply.send(result);
+    }
+
+    fn reply_too_large(&mut self, detail: String) {
+        let Some(pending) = lock(&self.queue).pending.pop_front() else {
+            tracing::warn!(detail = %detail, "oversized tmux reply with no pending request");
+            return;
+        };
+        let _ = pending.reply.send(Err(TmuxError::ReplyTooLarge {
+            command: pending.command,
+            detail,
+        }));
     }
 
     /// Marks the session as over and fails everything pending (first call wins).

@@ -41,6 +41,9 @@ pub enum TmuxError {
     /// tmux replied, but not with what the command prints.
     #[error("unexpected reply to `{command}`: {detail}")]
     UnexpectedReply { command: String, detail: String },
+    /// The reply was bigger than the client accepts; it was dropped.
+    #[error("the reply to `{command}` was too large and was dropped: {detail}")]
+    ReplyTooLarge { command: String, detail: String },
     #[error(transparent)]
     Build(#[from] CommandError),
 }

@@ -25,25 +25,33 @@ use super::command::{
 };
 
 /// The name of the pane-state subscription (`refresh-client -B`).
-pub const PANE_SUBSCRIPTION: &str = "panebus_panes";
+pub const PANE_SUBSCRIPTION: &str = "pbpanes";
 
 /// The first word of the line the `pane-died` hook prints (a `%` line, so it never breaks
 /// the "outside a block every line starts with %" rule).
 pub const DIED_MARKER: &str = "%pb-died";
 
-/// `refresh-client -B panebus_panes:%*:#{pane_id} #{window_id} #{pane_pid} #{pane_dead}
-/// #{pane_dead_status}`: every field is numeric, so the value can never hold a newline.
+/// The subscription's format: pane id, pid, dead flag, exit status, exit signal. Every
+/// field is numeric (or empty), so a value can never hold a newline, and the pid makes every
+/// incarnation of a pane differ.
+pub const PANE_SUBSCRIPTION_FORMAT: &str =
+    "#{pane_id} #{pane_pid} #{pane_dead} #{pane_dead_status} #{pane_dead_signal}";
+
+/// `refresh-client -B pbpanes:%*:` + [`PANE_SUBSCRIPTION_FORMAT`].
 pub fn pane_subscription() -> TmuxCommand {
-    let format =
-        Format::template("#{pane_id} #{window_id} #{pane_pid} #{pane_dead} #{pane_dead_status}");
+    let format = Format::template(PANE_SUBSCRIPTION_FORMAT);
     TmuxCommand::subscribe(PANE_SUBSCRIPTION, SubscriptionScope::AllPanes, &format)
         .expect("the subscription name and format are constants")
 }
 
-/// `set-hook … pane-died "display -p '%%pb-died #{hook_pane} #{pane_pid} #{pane_dead_status}'"`.
+/// `set-hook … pane-died "display -p '%%pb-died #{hook_pane} #{pane_pid} #{pane_dead_status}
+/// #{pane_dead_signal}'"`: the hook prints a marker line with the same fields as the
+/// subscription.
 pub fn pane_died_hook(target: HookTarget) -> TmuxCommand {
     // display-message runs strftime first, so the marker's `%` is written `%%`.
-    let print = Format::template("%%pb-died #{hook_pane} #{pane_pid} #{pane_dead_status}");
+    let print = Format::template(
+        "%%pb-died #{hook_pane} #{pane_pid} #{pane_dead_status} #{pane_dead_signal}",
+    );
     let display = TmuxCommand::display_message(None, &print)
         .expect("the marker format is a constant without NUL");
     TmuxCommand::set_hook(target, Hook::PaneDied, &display)
@@ -60,6 +68,8 @@ pub struct PaneState {
     pub dead: bool,
     /// The exit status once tmux has it (tmux 3.3a may report `dead` without one).
     pub dead_status: Option<i32>,
+    /// The signal that killed the process, if one did.
+    pub dead_signal: Option<i32>,
     pub title: String,
     /// The listed user options that are set on the pane (e.g. `@panebus_worker`).
     pub options: BTreeMap<String, String>,
@@ -73,6 +83,7 @@ impl PaneState {
             pid: None,
             dead: false,
             dead_status: None,
+            dead_signal: None,
             title: String::new(),
             options: BTreeMap::new(),
         }
@@ -93,11 +104,13 @@ pub enum ModelChange {
     PaneAdded(PaneId),
     /// The pane no longer exists (killed, or exited with remain-on-exit off).
     PaneGone(PaneId),
-    /// The pane's process exited and the pane remains. Reported again when the status
-    /// becomes known after a first report without it.
+    /// The pane's process exited and the pane remains. Reported again when the status or
+    /// signal becomes known after a first report with neither (tmux 3.3a can lose the
+    /// SIGCHLD: signal the server to recover it, docs/tmux-control-mode.md §6).
     PaneDied {
         pane: PaneId,
         status: Option<i32>,
+        signal: Option<i32>,
     },
     /// The pane runs a new process (respawned): a new pid.
     PaneRespawned {
@@ -172,22 +185,10 @@ impl SessionModel {
             OwnedEvent::SubscriptionChanged { name, value, .. }
                 if name.as_slice() == PANE_SUBSCRIPTION.as_bytes() =>
             {
-                match parse_subscription_value(value) {
-                    Some(report) => self.pane_reported(report),
-                    None => {
-                        tracing::warn!(value = %String::from_utf8_lossy(value), "unparsable pane subscription value");
-                        Vec::new()
-                    }
-                }
+                self.reported(parse_subscription_value(value), value)
             }
             OwnedEvent::Unknown(line) if line.starts_with(DIED_MARKER.as_bytes()) => {
-                match parse_died_marker(line) {
-                    Some((pane, pid, status)) => self.pane_died(pane, pid, status),
-                    None => {
-                        tracing::warn!(line = %String::from_utf8_lossy(line), "unparsable pane-died marker");
-                        Vec::new()
-                    }
-                }
+                self.reported(parse_died_marker(line), line)
             }
             _ => Vec::new(),
         }
@@ -211,10 +212,11 @@ impl SessionModel {
                         changes.push(ModelChange::PaneDied {
                             pane: new.id,
                             status: new.dead_status,
+                            signal: new.dead_signal,
                         });
                     }
                 }
-                Some(old) => changes.extend(pane_diff(old, new.pid, new.dead, new.dead_status)),
+                Some(old) => changes.extend(pane_diff(old, &PaneReport::of(&new))),
             }
             let window = windows.entry(new.window).or_insert_with(|| WindowState {
                 id: new.window,
@@ -309,124 +311,105 @@ impl SessionModel {
         changes
     }
 
-    fn pane_reported(&mut self, report: PaneReport) -> Vec<ModelChange> {
-        match self.panes.get_mut(&report.pane) {
-            Some(state) => {
-                let changes = pane_diff(state, report.pid, report.dead, report.dead_status);
-                state.window = report.window;
-                state.pid = report.pid;
-                state.dead = report.dead;
-                state.dead_status = report.dead_status;
-                changes
-            }
-            None => {
-                let mut state = PaneState::new(report.pane, report.window);
-                state.pid = report.pid;
-                state.dead = report.dead;
-                state.dead_status = report.dead_status;
-                self.panes.insert(report.pane, state);
-                let mut changes = vec![ModelChange::PaneAdded(report.pane)];
-                if report.dead {
-                    changes.push(ModelChange::PaneDied {
-                        pane: report.pane,
-                        status: report.dead_status,
-                    });
-                }
-                changes.push(ModelChange::RelistNeeded);
-                changes
-            }
-        }
-    }
-
-    fn pane_died(
-        &mut self,
-        pane: PaneId,
-        pid: Option<u32>,
-        status: Option<i32>,
-    ) -> Vec<ModelChange> {
-        let Some(state) = self.panes.get_mut(&pane) else {
+    fn reported(&mut self, report: Option<PaneReport>, raw: &[u8]) -> Vec<ModelChange> {
+        let Some(report) = report else {
+            tracing::warn!(text = %String::from_utf8_lossy(raw), "unparsable pane report");
+            return Vec::new();
+        };
+        let Some(state) = self.panes.get_mut(&report.pane) else {
+            // Its window, options and title come from a listing.
             return vec![ModelChange::RelistNeeded];
         };
-        // The hook prints the pid of the incarnation that died. tmux reports nothing when a
-        // pane is respawned, so a pid the model has not seen means a respawn it missed.
-        let pid = pid.or(state.pid);
-        let status = status.or(state.dead_status);
-        let changes = pane_diff(state, pid, true, status);
-        state.pid = pid;
-        state.dead = true;
-        state.dead_status = status;
+        // tmux reports nothing when a pane is respawned, so a pid the model has not seen
+        // means a respawn it missed.
+        let changes = pane_diff(state, &report);
+        state.pid = report.pid.or(state.pid);
+        state.dead = report.dead;
+        state.dead_status = report.status;
+        state.dead_signal = report.signal;
         changes
     }
 }
 
-/// Changes between a known pane and newly reported pid/dead/status.
-fn pane_diff(
-    old: &PaneState,
-    pid: Option<u32>,
-    dead: bool,
-    dead_status: Option<i32>,
-) -> Vec<ModelChange> {
+/// Changes between a known pane and a new report about it.
+fn pane_diff(old: &PaneState, new: &PaneReport) -> Vec<ModelChange> {
     let mut changes = Vec::new();
-    let respawned = match (old.pid, pid) {
+    let respawned = match (old.pid, new.pid) {
         (Some(before), Some(now)) => before != now,
         _ => false,
     };
-    if respawned {
-        changes.push(ModelChange::PaneRespawned {
-            pane: old.id,
-            pid: pid.unwrap_or_default(),
-        });
+    if let (true, Some(pid)) = (respawned, new.pid) {
+        changes.push(ModelChange::PaneRespawned { pane: old.id, pid });
     }
     let was_dead = old.dead && !respawned;
-    let known_status = if respawned { None } else { old.dead_status };
-    if dead && (!was_dead || dead_status != known_status) {
+    let known = if respawned {
+        (None, None)
+    } else {
+        (old.dead_status, old.dead_signal)
+    };
+    if new.dead && (!was_dead || (new.status, new.signal) != known) {
         changes.push(ModelChange::PaneDied {
             pane: old.id,
-            status: dead_status,
+            status: new.status,
+            signal: new.signal,
         });
     }
     changes
 }
 
-/// One subscription report: `%P @W PID DEAD STATUS`.
+/// What a subscription value or a `pane-died` marker says about one pane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PaneReport {
     pane: PaneId,
-    window: WindowId,
     pid: Option<u32>,
     dead: bool,
-    dead_status: Option<i32>,
+    status: Option<i32>,
+    signal: Option<i32>,
 }
 
+impl PaneReport {
+    fn of(pane: &PaneState) -> Self {
+        PaneReport {
+            pane: pane.id,
+            pid: pane.pid,
+            dead: pane.dead,
+            status: pane.dead_status,
+            signal: pane.dead_signal,
+        }
+    }
+}
+
+/// `%P PID DEAD STATUS SIGNAL` ([`PANE_SUBSCRIPTION_FORMAT`]).
 fn parse_subscription_value(value: &[u8]) -> Option<PaneReport> {
     let text = std::str::from_utf8(value).ok()?;
-    let mut fields = text.split(' ');
-    let pane = parse_pane_id(fields.next()?)?;
-    let window = parse_window_id(fields.next()?)?;
-    let pid = parse_optional(fields.next()?)?;
-    let dead = parse_flag(fields.next()?)?;
-    let dead_status = parse_optional(fields.next()?)?;
-    if fields.next().is_some() {
+    let fields: Vec<&str> = text.split(' ').collect();
+    let [pane, pid, dead, status, signal] = fields.as_slice() else {
         return None;
-    }
+    };
     Some(PaneReport {
-        pane,
-        window,
-        pid,
-        dead,
-        dead_status,
+        pane: parse_pane_id(pane)?,
+        pid: parse_optional(pid)?,
+        dead: parse_flag(dead)?,
+        status: parse_optional(status)?,
+        signal: parse_optional(signal)?,
     })
 }
 
-/// `%pb-died %P PID STATUS` (PID and STATUS may be empty).
-fn parse_died_marker(line: &[u8]) -> Option<(PaneId, Option<u32>, Option<i32>)> {
+/// `%pb-died %P PID STATUS SIGNAL` (fields after the pane may be empty).
+fn parse_died_marker(line: &[u8]) -> Option<PaneReport> {
     let text = std::str::from_utf8(line).ok()?;
     let rest = text.strip_prefix(DIED_MARKER)?.strip_prefix(' ')?;
-    let mut fields = rest.split(' ');
-    let pane = parse_pane_id(fields.next()?)?;
-    let pid = parse_optional(fields.next().unwrap_or(""))?;
-    let status = parse_optional(fields.next().unwrap_or(""))?;
-    Some((pane, pid, status))
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let [pane, pid, status, signal] = fields.as_slice() else {
+        return None;
+    };
+    Some(PaneReport {
+        pane: parse_pane_id(pane)?,
+        pid: parse_optional(pid)?,
+        dead: true,
+        status: parse_optional(status)?,
+        signal: parse_optional(signal)?,
+    })
 }
 
 fn parse_pane_id(text: &str) -> Option<PaneId> {
@@ -484,7 +467,7 @@ pub struct PaneListing {
 }
 
 /// The fixed fields before the options.
-const FIXED_FIELDS: usize = 6;
+const FIXED_FIELDS: usize = 7;
 
 impl PaneListing {
     /// A listing that also reads these pane options.
@@ -495,7 +478,8 @@ impl PaneListing {
     /// `list-panes -s -t $S -F …`.
     pub fn command(&self, session: SessionId) -> Result<TmuxCommand, CommandError> {
         let mut format = Format::template(
-            "#{pane_id}\t#{window_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{window_layout}",
+            "#{pane_id}\t#{window_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t\
+             #{pane_dead_signal}\t#{window_layout}",
         );
         for option in &self.options {
             format = format.then("\t").then_option(option);
@@ -547,6 +531,7 @@ impl PaneListing {
         pane.pid = parse_optional(fields[2])?;
         pane.dead = parse_flag(fields[3])?;
         pane.dead_status = parse_optional(fields[4])?;
+        pane.dead_signal = parse_optional(fields[5])?;
         for (option, value) in self.options.iter().zip(&fields[FIXED_FIELDS..]) {
             if !value.is_empty() {
                 pane.options
@@ -556,7 +541,7 @@ impl PaneListing {
         pane.title = fields[field_count - 1].to_owned();
         Some(PaneRecord {
             pane,
-            window_layout: fields[5].to_owned(),
+            window_layout: fields[6].to_owned(),
         })
     }
 }
@@ -589,6 +574,18 @@ mod tests {
         })
     }
 
+    fn marker(text: &str) -> Notification {
+        Notification::Event(OwnedEvent::Unknown(text.as_bytes().to_vec()))
+    }
+
+    fn died(pane: u32, status: Option<i32>, signal: Option<i32>) -> ModelChange {
+        ModelChange::PaneDied {
+            pane: PaneId(pane),
+            status,
+            signal,
+        }
+    }
+
     fn listing() -> PaneListing {
         PaneListing::new(vec![OptionName::new("@panebus_worker").unwrap()])
     }
@@ -604,8 +601,8 @@ mod tests {
     fn model_with_two_panes() -> SessionModel {
         let mut model = SessionModel::new(SessionId(0));
         let (records, errors) = listing().parse(&lines(&[
-            &format!("%1\t@1\t100\t0\t\t{TWO_PANES}\tdevbox/%1\ttitle one"),
-            &format!("%2\t@1\t200\t0\t\t{TWO_PANES}\t\tsh"),
+            &format!("%1\t@1\t100\t0\t\t\t{TWO_PANES}\tdevbox/%1\ttitle one"),
+            &format!("%2\t@1\t200\t0\t\t\t{TWO_PANES}\t\tsh"),
         ]));
         assert!(errors.is_empty(), "{errors:?}");
         let changes = model.replace_panes(records);
@@ -626,17 +623,17 @@ mod tests {
             cmd.line(),
             // TAB travels as `\011` outside the quotes, like every control character.
             "list-panes -s -t '$3' -F '#{pane_id}'\\011'#{window_id}'\\011'#{pane_pid}'\\011\
-             '#{pane_dead}'\\011'#{pane_dead_status}'\\011'#{window_layout}'\\011\
-             '#{@panebus_worker}'\\011'#{pane_title}'"
+             '#{pane_dead}'\\011'#{pane_dead_status}'\\011'#{pane_dead_signal}'\\011\
+             '#{window_layout}'\\011'#{@panebus_worker}'\\011'#{pane_title}'"
         );
     }
 
     #[test]
     fn listing_parses_records_options_and_multiline_titles() {
         let (records, errors) = listing().parse(&lines(&[
-            &format!("%1\t@1\t100\t1\t3\t{ONE_PANE}\tdevbox/%1\ta\ttitle"),
+            &format!("%1\t@1\t100\t1\t3\t\t{ONE_PANE}\tdevbox/%1\ta\ttitle"),
             "second title line",
-            &format!("%4\t@2\t\t0\t\t{ONE_PANE}\t\t"),
+            &format!("%4\t@2\t\t1\t\t9\t{ONE_PANE}\t\t"),
         ]));
         assert!(errors.is_empty());
         assert_eq!(records.len(), 2);
@@ -645,7 +642,7 @@ mod tests {
         assert_eq!(first.window, WindowId(1));
         assert_eq!(first.pid, Some(100));
         assert!(first.dead);
-        assert_eq!(first.dead_status, Some(3));
+        assert_eq!((first.dead_status, first.dead_signal), (Some(3), None));
         assert_eq!(
             first.options.get("@panebus_worker").map(String::as_str),
             Some("devbox/%1")
@@ -654,6 +651,7 @@ mod tests {
         assert_eq!(records[0].window_layout, ONE_PANE);
         let second = &records[1].pane;
         assert_eq!(second.pid, None);
+        assert_eq!((second.dead_status, second.dead_signal), (None, Some(9)));
         assert!(second.options.is_empty());
     }
 
@@ -661,7 +659,7 @@ mod tests {
     fn listing_reports_unreadable_lines() {
         let (records, errors) = listing().parse(&lines(&[
             "garbage before any record",
-            "%1\t@1\tnot-a-pid\t0\t\tx\t\tt",
+            "%1\t@1\tnot-a-pid\t0\t\t\tx\t\tt",
             "%2\t@1\t5",
         ]));
         assert!(records.is_empty());
@@ -680,8 +678,8 @@ mod tests {
     fn relisting_reports_differences() {
         let mut model = model_with_two_panes();
         let (records, _) = listing().parse(&lines(&[
-            &format!("%1\t@1\t101\t0\t\t{ONE_PANE}\t\tt"),
-            &format!("%3\t@2\t300\t1\t\t{ONE_PANE}\t\tt"),
+            &format!("%1\t@1\t101\t0\t\t\t{ONE_PANE}\t\tt"),
+            &format!("%3\t@2\t300\t1\t\t\t{ONE_PANE}\t\tt"),
         ]));
         let changes = model.replace_panes(records);
         assert_eq!(
@@ -693,10 +691,7 @@ mod tests {
                     pid: 101
                 },
                 ModelChange::PaneAdded(PaneId(3)),
-                ModelChange::PaneDied {
-                    pane: PaneId(3),
-                    status: None
-                },
+                died(3, None, None),
             ]
         );
         assert_eq!(
@@ -766,25 +761,19 @@ mod tests {
     #[test]
     fn subscription_reports_death_status_and_respawn() {
         let mut model = model_with_two_panes();
-        assert_eq!(model.apply(&subscription("%1 @1 100 0 ")), vec![]);
+        assert_eq!(model.apply(&subscription("%1 100 0  ")), vec![]);
         // 3.3a: dead before the status is known.
         assert_eq!(
-            model.apply(&subscription("%1 @1 100 1 ")),
-            vec![ModelChange::PaneDied {
-                pane: PaneId(1),
-                status: None
-            }]
+            model.apply(&subscription("%1 100 1  ")),
+            vec![died(1, None, None)]
         );
         assert_eq!(
-            model.apply(&subscription("%1 @1 100 1 3")),
-            vec![ModelChange::PaneDied {
-                pane: PaneId(1),
-                status: Some(3)
-            }]
+            model.apply(&subscription("%1 100 1 3 ")),
+            vec![died(1, Some(3), None)]
         );
-        assert_eq!(model.apply(&subscription("%1 @1 100 1 3")), vec![]);
+        assert_eq!(model.apply(&subscription("%1 100 1 3 ")), vec![]);
         assert_eq!(
-            model.apply(&subscription("%1 @1 150 0 ")),
+            model.apply(&subscription("%1 150 0  ")),
             vec![ModelChange::PaneRespawned {
                 pane: PaneId(1),
                 pid: 150
@@ -795,52 +784,49 @@ mod tests {
             (pane.pid, pane.dead, pane.dead_status),
             (Some(150), false, None)
         );
-        // Respawned and dead again between two ticks: both are reported.
+        // Respawned and killed by a signal between two ticks: both are reported.
         assert_eq!(
-            model.apply(&subscription("%1 @1 160 1 1")),
+            model.apply(&subscription("%1 160 1  15")),
             vec![
                 ModelChange::PaneRespawned {
                     pane: PaneId(1),
                     pid: 160
                 },
-                ModelChange::PaneDied {
-                    pane: PaneId(1),
-                    status: Some(1)
-                },
+                died(1, None, Some(15)),
             ]
         );
     }
 
     #[test]
-    fn subscription_for_an_unknown_pane_adds_it() {
+    fn reports_for_an_unknown_pane_ask_for_a_listing() {
         let mut model = SessionModel::new(SessionId(0));
         assert_eq!(
-            model.apply(&subscription("%7 @3 70 1 0")),
-            vec![
-                ModelChange::PaneAdded(PaneId(7)),
-                ModelChange::PaneDied {
-                    pane: PaneId(7),
-                    status: Some(0)
-                },
-                ModelChange::RelistNeeded,
-            ]
+            model.apply(&subscription("%7 70 1 0 ")),
+            vec![ModelChange::RelistNeeded]
         );
-        assert_eq!(model.panes[&PaneId(7)].window, WindowId(3));
+        assert_eq!(
+            model.apply(&marker("%pb-died %7 70 0 ")),
+            vec![ModelChange::RelistNeeded]
+        );
+        assert!(model.panes.is_empty());
     }
 
     #[test]
-    fn malformed_subscription_values_change_nothing() {
+    fn malformed_reports_change_nothing() {
         let mut model = model_with_two_panes();
         let before = model.clone();
         for bad in [
             "",
             "%1",
-            "%1 @1 x 0 ",
-            "%1 @1 100 2 ",
-            "%1 @1 100 0  extra",
-            "1 @1 100 0 ",
+            "%1 x 0  ",
+            "%1 100 2  ",
+            "%1 100 0   extra",
+            "1 100 0  ",
         ] {
             assert_eq!(model.apply(&subscription(bad)), vec![], "{bad:?}");
+        }
+        for bad in ["%pb-died nonsense", "%pb-died %1 100", "%pb-died %1 x 0 "] {
+            assert_eq!(model.apply(&marker(bad)), vec![], "{bad:?}");
         }
         assert_eq!(model, before);
     }
@@ -848,35 +834,22 @@ mod tests {
     #[test]
     fn died_marker_reports_death_and_missed_respawns() {
         let mut model = model_with_two_panes();
-        let marker =
-            |text: &str| Notification::Event(OwnedEvent::Unknown(text.as_bytes().to_vec()));
         assert_eq!(
-            model.apply(&marker("%pb-died %1 100 0")),
-            vec![ModelChange::PaneDied {
-                pane: PaneId(1),
-                status: Some(0)
-            }]
+            model.apply(&marker("%pb-died %1 100 0 ")),
+            vec![died(1, Some(0), None)]
         );
         assert_eq!(
-            model.apply(&marker("%pb-died %2 250 4")),
+            model.apply(&marker("%pb-died %2 250 4 ")),
             vec![
                 ModelChange::PaneRespawned {
                     pane: PaneId(2),
                     pid: 250
                 },
-                ModelChange::PaneDied {
-                    pane: PaneId(2),
-                    status: Some(4)
-                },
+                died(2, Some(4), None),
             ]
         );
         // The subscription confirming the same facts adds nothing.
-        assert_eq!(model.apply(&subscription("%2 @1 250 1 4")), vec![]);
-        assert_eq!(
-            model.apply(&marker("%pb-died %9 1 1")),
-            vec![ModelChange::RelistNeeded]
-        );
-        assert_eq!(model.apply(&marker("%pb-died nonsense")), vec![]);
+        assert_eq!(model.apply(&subscription("%2 250 1 4 ")), vec![]);
     }
 
     #[test]
@@ -913,10 +886,12 @@ mod tests {
     fn hook_and_subscription_commands() {
         assert_eq!(
             pane_subscription().line(),
-            "refresh-client -B 'panebus_panes:%*:#{pane_id} #{window_id} #{pane_pid} \
-             #{pane_dead} #{pane_dead_status}'"
+            "refresh-client -B 'pbpanes:%*:#{pane_id} #{pane_pid} #{pane_dead} \
+             #{pane_dead_status} #{pane_dead_signal}'"
         );
         let hook = pane_died_hook(HookTarget::Session(SessionId(0)));
-        assert!(hook.line().starts_with("set-hook -t '$0' -- pane-died "));
+        assert!(hook
+            .line()
+            .starts_with("set-hook -t '$0' -- pane-died 'display-message -p -- '\\''%%pb-died "));
     }
 }
