@@ -47,8 +47,11 @@ pub struct PaneView {
     pub info: WorkerInfo,
     /// Whether its heartbeat key exists.
     pub alive: bool,
-    /// Time since its last heartbeat, when alive.
+    /// Time since its last heartbeat, when alive (assumes the worker's heartbeat TTL is
+    /// this process's `PANEBUS_HEARTBEAT_TTL`).
     pub heartbeat_age_ms: Option<u64>,
+    /// Time until the heartbeat expires, when alive (exact, read from Redis).
+    pub heartbeat_ttl_ms: Option<u64>,
     /// Commands waiting in its queue.
     pub queue_depth: u64,
     /// Commands taken but not yet acknowledged.
@@ -267,6 +270,7 @@ impl Admin {
                 info,
                 alive: status.alive,
                 heartbeat_age_ms,
+                heartbeat_ttl_ms: status.heartbeat_ttl.map(|left| left.as_millis() as u64),
                 queue_depth: status.queue_depth as u64,
                 processing: status.processing as u64,
             });
@@ -290,6 +294,7 @@ impl Admin {
             info,
             alive: heartbeat_ttl.is_some(),
             heartbeat_age_ms: heartbeat_ttl.map(|left| self.heartbeat_age_ms(left)),
+            heartbeat_ttl_ms: heartbeat_ttl.map(|left| left.as_millis() as u64),
             queue_depth: queue_depth as u64,
             processing: processing as u64,
             quarantine: diagnostic.map(Quarantine::from),

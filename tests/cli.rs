@@ -294,6 +294,8 @@ fn status_panes_and_events_in_both_formats() {
     assert_eq!(pane["state"], "idle");
     assert_eq!(pane["alive"], true);
     assert!(pane["heartbeat_age_ms"].as_u64().unwrap() < 5000, "{pane}");
+    let ttl_left = pane["heartbeat_ttl_ms"].as_u64().unwrap();
+    assert!(ttl_left > 0 && ttl_left <= 5000, "{pane}");
     assert_eq!(pane["queue_depth"], 0);
     assert_eq!(pane["processing"], 0);
     assert!(pane["generation"].as_u64().unwrap() >= 1);
