@@ -127,7 +127,7 @@ pub enum Failure {
     NotFound { what: String, hint: String },
     /// A `PANEBUS_*` variable or the flag overriding it has a value that cannot be used.
     #[error("{0} — fix the variable or the flag that overrides it (see `panebus --help`)")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,

@@ -68,7 +68,7 @@ pub struct Cli {
 /// `PANEBUS_*` variable named in its help.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Redis URL of the bus: redis://, rediss://, unix:// [env: PANEBUS_REDIS_URL]
+    /// Redis URL of the bus: redis://HOST:PORT/DB or unix:///PATH [env: PANEBUS_REDIS_URL]
     #[arg(long, global = true, value_name = "URL")]
     pub redis_url: Option<String>,
 
