@@ -755,3 +755,20 @@ fn a_full_queue_in_a_fan_out_does_not_stop_the_others() {
     let id = queued["id"].as_str().unwrap();
     assert_eq!(bus.json(&["result", id, "--wait", "30"])["ok"], true);
 }
+
+#[test]
+fn a_unix_socket_url_reaches_the_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("redis.sock");
+    let _redis = RedisServer::start_with(&["--unixsocket", socket.to_str().unwrap()]);
+    let url = format!("unix://{}", socket.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_panebus"))
+        .args(["status", "--json", "--redis-url", &url])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["redis_url"], url.as_str());
+    assert_eq!(status["workers"]["total"], 0);
+}
