@@ -225,10 +225,19 @@ async fn respawn_keeps_the_pane_id_and_changes_the_pid() {
     assert_eq!(id_before, "%0");
     assert_eq!(id_after, id_before);
     assert_ne!(pid_after, pid_before);
-    assert_eq!(
-        display(&client, Some(Target::Pane(pane)), "#{pane_current_command}").await,
-        "sleep"
-    );
+    // Right after the fork the child is still called `tmux` until it execs.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let command = display(&client, Some(Target::Pane(pane)), "#{pane_current_command}").await;
+        if command == "sleep" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pane runs {command:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -136,6 +136,8 @@ pub struct ControlClient {
 
 /// How long [`ControlClient::detach`] waits for tmux to exit before killing it.
 const DETACH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much room each read from tmux's stdout gets.
+const READ_CHUNK: usize = 64 * 1024;
 /// At most this much of tmux's stderr is kept for the exit reason.
 const STDERR_KEEP: usize = 2048;
 
@@ -380,12 +382,12 @@ struct Reader {
 
 impl Reader {
     async fn run(mut self, mut stdout: ChildStdout, mut parser: Parser) {
-        let mut buf = vec![0u8; 64 * 1024];
         let mut attach_error = None;
         loop {
-            match stdout.read(&mut buf).await {
+            // Read straight into the parser's buffer (no copy per chunk).
+            match stdout.read(parser.read_space(READ_CHUNK)).await {
                 Ok(0) => break,
-                Ok(n) => parser.feed(&buf[..n]),
+                Ok(n) => parser.commit(n),
                 Err(err) => {
                     tracing::warn!(error = %err, "reading the tmux control client failed");
                     break;

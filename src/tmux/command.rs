@@ -529,7 +529,8 @@ impl TmuxCommand {
     }
 
     /// `display-message -p [-t T] -- fmt`: prints the expanded format as the reply body.
-    /// Literal parts of `format` also survive the strftime pass (their `%` is doubled).
+    /// Literal parts of `format` also survive the strftime pass (their `%` is doubled); a
+    /// template that wants a literal `%` writes `%%` itself.
     pub fn display_message(target: Option<Target>, format: &Format) -> Result<Self, CommandError> {
         let mut b = Builder::new("display-message");
         b.flag("-p");
