@@ -181,13 +181,17 @@ async fn panebus_throughput(url: &str, workers: usize, total: usize) -> f64 {
         d.await.unwrap();
     }
     let bus = Bus::connect(&config).await.unwrap();
-    // Done when every command ran and every ack landed.
+    // Done when every command ran (counted in-process, so waiting adds no Redis traffic)
+    // and then every ack landed.
+    while (counter.load(Ordering::Relaxed) as usize) < total {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     loop {
         let mut pending = 0;
         for id in &ids {
-            pending += bus.queue_depth(id).await.unwrap() + bus.processing_len(id).await.unwrap();
+            pending += bus.processing_len(id).await.unwrap();
         }
-        if pending == 0 && counter.load(Ordering::Relaxed) as usize == total {
+        if pending == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;

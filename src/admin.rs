@@ -47,8 +47,11 @@ pub struct PaneView {
     pub info: WorkerInfo,
     /// Whether its heartbeat key exists.
     pub alive: bool,
-    /// Time since its last heartbeat, when alive.
+    /// Time since its last heartbeat, when alive (assumes the worker's heartbeat TTL is
+    /// this process's `PANEBUS_HEARTBEAT_TTL`).
     pub heartbeat_age_ms: Option<u64>,
+    /// Time until the heartbeat expires, when alive (exact, read from Redis).
+    pub heartbeat_ttl_ms: Option<u64>,
     /// Commands waiting in its queue.
     pub queue_depth: u64,
     /// Commands taken but not yet acknowledged.
@@ -130,12 +133,24 @@ impl WorkerCounts {
     }
 }
 
-/// Workers of one role counted by condition.
-#[derive(Debug, Clone, Serialize)]
+/// Workers of one role counted by condition, with their queues.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RoleCounts {
     pub role: String,
     #[serde(flatten)]
     pub counts: WorkerCounts,
+    /// Commands waiting in the queues of these workers.
+    pub queued: u64,
+    /// Commands these workers have taken and not yet acknowledged.
+    pub in_flight: u64,
+}
+
+impl RoleCounts {
+    fn add(&mut self, pane: &PaneView) {
+        self.counts.add(pane);
+        self.queued += pane.queue_depth;
+        self.in_flight += pane.processing;
+    }
 }
 
 /// Event stream figures.
@@ -249,14 +264,13 @@ impl Admin {
             if role.is_some_and(|r| r != info.role) {
                 continue;
             }
-            let heartbeat_age_ms = status
-                .heartbeat_ttl
-                .map(|left| self.config.heartbeat_ttl.saturating_sub(left).as_millis() as u64);
+            let heartbeat_age_ms = status.heartbeat_ttl.map(|left| self.heartbeat_age_ms(left));
             panes.push(PaneView {
                 quarantine: quarantines.remove(&status.id),
                 info,
                 alive: status.alive,
                 heartbeat_age_ms,
+                heartbeat_ttl_ms: status.heartbeat_ttl.map(|left| left.as_millis() as u64),
                 queue_depth: status.queue_depth as u64,
                 processing: status.processing as u64,
             });
@@ -266,11 +280,31 @@ impl Admin {
 
     /// The view of one worker, if it is registered.
     pub async fn pane(&self, worker: &str) -> Result<Option<PaneView>, BusError> {
-        Ok(self
-            .panes(None)
-            .await?
-            .into_iter()
-            .find(|p| p.id() == worker))
+        let Some(info) = self.bus.worker_info(worker).await? else {
+            return Ok(None);
+        };
+        // Independent reads: sent together over the multiplexed connection.
+        let (heartbeat_ttl, queue_depth, processing, diagnostic) = futures::try_join!(
+            self.bus.heartbeat_ttl(worker),
+            self.bus.queue_depth(worker),
+            self.bus.processing_len(worker),
+            history::diagnostic(&self.bus, worker),
+        )?;
+        Ok(Some(PaneView {
+            info,
+            alive: heartbeat_ttl.is_some(),
+            heartbeat_age_ms: heartbeat_ttl.map(|left| self.heartbeat_age_ms(left)),
+            heartbeat_ttl_ms: heartbeat_ttl.map(|left| left.as_millis() as u64),
+            queue_depth: queue_depth as u64,
+            processing: processing as u64,
+            quarantine: diagnostic.map(Quarantine::from),
+        }))
+    }
+
+    /// Time since the last heartbeat, from the time its key has left: heartbeats are set
+    /// with `PANEBUS_HEARTBEAT_TTL`, so this assumes the worker uses the same TTL.
+    fn heartbeat_age_ms(&self, left: Duration) -> u64 {
+        self.config.heartbeat_ttl.saturating_sub(left).as_millis() as u64
     }
 
     /// The quarantine diagnostics of `workers`, as the coordinator recorded them (the
@@ -322,11 +356,17 @@ impl Admin {
     pub async fn status(&self) -> Result<StatusReport, BusError> {
         let panes = self.panes(None).await?;
         let mut workers = WorkerCounts::default();
-        let mut roles: BTreeMap<String, WorkerCounts> = BTreeMap::new();
+        let mut roles: BTreeMap<String, RoleCounts> = BTreeMap::new();
         let mut quarantined = Vec::new();
         for pane in &panes {
             workers.add(pane);
-            roles.entry(pane.info.role.clone()).or_default().add(pane);
+            let role = roles
+                .entry(pane.info.role.clone())
+                .or_insert_with(|| RoleCounts {
+                    role: pane.info.role.clone(),
+                    ..RoleCounts::default()
+                });
+            role.add(pane);
             if let Some(diagnostic) = &pane.quarantine {
                 quarantined.push(QuarantinedPane {
                     worker: pane.info.id.clone(),
@@ -344,10 +384,7 @@ impl Admin {
             redis_url: self.bus.url().to_string(),
             node: self.config.node.clone(),
             workers,
-            roles: roles
-                .into_iter()
-                .map(|(role, counts)| RoleCounts { role, counts })
-                .collect(),
+            roles: roles.into_values().collect(),
             queued: panes.iter().map(|p| p.queue_depth).sum(),
             in_flight: panes.iter().map(|p| p.processing).sum(),
             dlq_size: self.bus.dlq_len().await? as u64,

@@ -266,6 +266,8 @@ fn status_panes_and_events_in_both_formats() {
     assert_eq!(status["workers"]["quarantined"], 0);
     assert_eq!(status["roles"][0]["role"], "alpha");
     assert_eq!(status["roles"][0]["alive"], 1);
+    assert_eq!(status["roles"][0]["queued"], 0);
+    assert_eq!(status["roles"][0]["in_flight"], 0);
     assert_eq!(status["queued"], 0);
     assert_eq!(status["dlq_size"], 0);
     assert!(
@@ -292,6 +294,8 @@ fn status_panes_and_events_in_both_formats() {
     assert_eq!(pane["state"], "idle");
     assert_eq!(pane["alive"], true);
     assert!(pane["heartbeat_age_ms"].as_u64().unwrap() < 5000, "{pane}");
+    let ttl_left = pane["heartbeat_ttl_ms"].as_u64().unwrap();
+    assert!(ttl_left > 0 && ttl_left <= 5000, "{pane}");
     assert_eq!(pane["queue_depth"], 0);
     assert_eq!(pane["processing"], 0);
     assert!(pane["generation"].as_u64().unwrap() >= 1);
@@ -722,6 +726,11 @@ fn a_full_queue_in_a_fan_out_does_not_stop_the_others() {
     let out = bus.run(&["dispatch", "%1", "slow"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 
+    let status = bus.json(&["status"]);
+    assert_eq!(status["roles"][0]["queued"], 1, "{status}");
+    assert_eq!(status["roles"][0]["in_flight"], 1, "{status}");
+    assert_eq!(status["queued"], 1, "{status}");
+
     let out = bus.run(&["dispatch-role", "alpha", "ping", "--json"]);
     assert_exit(&out, 5, "1 of 2 workers did not get the command");
     let outcomes: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -745,4 +754,21 @@ fn a_full_queue_in_a_fan_out_does_not_stop_the_others() {
     assert_eq!(queued["status"], "queued");
     let id = queued["id"].as_str().unwrap();
     assert_eq!(bus.json(&["result", id, "--wait", "30"])["ok"], true);
+}
+
+#[test]
+fn a_unix_socket_url_reaches_the_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("redis.sock");
+    let _redis = RedisServer::start_with(&["--unixsocket", socket.to_str().unwrap()]);
+    let url = format!("unix://{}", socket.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_panebus"))
+        .args(["status", "--json", "--redis-url", &url])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["redis_url"], url.as_str());
+    assert_eq!(status["workers"]["total"], 0);
 }

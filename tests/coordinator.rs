@@ -27,6 +27,7 @@ fn bin() -> &'static str {
 
 /// A redis-server, a tmux server with session `work`, and a scratch directory.
 struct Rig {
+    session: String,
     redis: RedisServer,
     tmux: TmuxServer,
     dir: tempfile::TempDir,
@@ -35,9 +36,14 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with_session(SESSION)
+    }
+
+    fn with_session(session: &str) -> Rig {
         Rig {
+            session: session.to_string(),
             redis: RedisServer::start(),
-            tmux: TmuxServer::start(SESSION),
+            tmux: TmuxServer::start(session),
             dir: tempfile::tempdir().unwrap(),
             keys: Keys::new(NS),
         }
@@ -63,7 +69,7 @@ impl Rig {
             "-F".into(),
             "#{pane_id}".into(),
             "-t".into(),
-            format!("{SESSION}:"),
+            format!("={}:", self.session),
         ];
         for (k, v) in self.env() {
             let v = match (k, redis_url) {
@@ -101,20 +107,21 @@ impl Rig {
 
     fn coordinator_with(&self, extra: &[&str], env: &[(&str, &str)], log: &str) -> Proc {
         let socket = self.tmux.socket.to_str().unwrap().to_string();
-        let mut args = vec![
-            "attach",
-            SESSION,
-            "-S",
-            &socket,
-            "--check-interval",
-            "200ms",
+        let check = if extra.contains(&"--check-interval") {
+            &[][..]
+        } else {
+            &["--check-interval", "200ms"][..]
+        };
+        let mut args = vec!["attach", &self.session, "-S", &socket];
+        args.extend_from_slice(check);
+        args.extend_from_slice(&[
             "--lease-ttl",
             "2s",
             "--backoff-base",
             "200ms",
             "--heartbeat-grace",
             "3s",
-        ];
+        ]);
         args.extend_from_slice(extra);
         let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
         let child = self
@@ -128,7 +135,7 @@ impl Rig {
         // Workers started from now on register after the coordinator started.
         wait_for("a coordinator holds the lease", || {
             self.conn()
-                .exists::<_, bool>(self.keys.lease(NODE, SESSION))
+                .exists::<_, bool>(self.keys.lease(NODE, &self.session))
                 .unwrap()
         });
         Proc(child)
@@ -900,4 +907,75 @@ async fn the_lease_is_exclusive_fenced_by_token_and_lapses() {
     );
     assert!(b.release().await.unwrap());
     assert!(Lease::holder(&bus, NODE, "s").await.unwrap().is_none());
+}
+
+#[test]
+fn a_hostile_session_name_is_only_ever_data() {
+    let rig = Rig::with_session("we;ird \"s\" 'q' $(touch x) {}");
+    let _coord = rig.coordinator(&[], "coord.log");
+    let pane = rig.start_worker(&[]);
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+    let old_pid = rig.pane_pid(&pane);
+    kill(old_pid, libc::SIGKILL);
+    wait_for("respawned", || rig.count("pane_respawned", &wid) == 1);
+    let (_, _, details) = rig
+        .events()
+        .into_iter()
+        .find(|(k, _, _)| k == "pane_respawned")
+        .unwrap();
+    assert_eq!(details["session"], rig.session.as_str());
+    assert_eq!(
+        rig.tmux
+            .run(&["list-sessions", "-F", "#{session_name}"])
+            .trim(),
+        rig.session
+    );
+}
+
+/// CPU time (user + system, in clock ticks) and resident memory (kB) of a process.
+fn cpu_and_rss(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (ticks, rss)
+}
+
+/// Idle cost of a coordinator managing many panes (a benchmark, not a check):
+/// `PB_BENCH_PANES=20 cargo test -p panebus --test coordinator -- --ignored --nocapture idle_cost`.
+#[test]
+#[ignore = "benchmark: run explicitly"]
+fn idle_cost() {
+    let panes: usize = std::env::var("PB_BENCH_PANES")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
+    let rig = Rig::new();
+    let coord = rig.coordinator_with(&["--check-interval", "1s"], &[], "coord.log");
+    let started: Vec<String> = (0..panes).map(|_| rig.start_worker(&[])).collect();
+    for pane in &started {
+        rig.wait_managed(pane);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = coord.0.id();
+    let (before, _) = cpu_and_rss(pid);
+    let secs = 30;
+    std::thread::sleep(Duration::from_secs(secs));
+    let (after, rss) = cpu_and_rss(pid);
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu = (after - before) as f64 / hz / secs as f64 * 100.0;
+    println!(
+        "coordinator idle with {panes} managed panes, --check-interval 1s: CPU {cpu:.2}% of one core over {secs}s, RSS {} MiB",
+        rss / 1024
+    );
 }

@@ -116,7 +116,7 @@ pub fn wait_limit(
 }
 
 /// Waits for the result of `command`, with a spinner when interactive.
-pub async fn wait_for(
+async fn wait_for(
     admin: &Admin,
     command: &Command,
     worker: &str,

@@ -60,6 +60,14 @@ pub async fn run(args: EventsArgs, ctx: Context) -> anyhow::Result<()> {
             .collect(),
         worker: args.worker.as_deref().map(|w| ctx.config.resolve_worker(w)),
     };
+    for kind in &filter.kinds {
+        if let EventKind::Other(name) = kind {
+            eprintln!(
+                "panebus: warning: `{name}` is not an event type this version writes; \
+                 see `panebus events --help` for the list"
+            );
+        }
+    }
     let admin = Admin::connect(&ctx.config).await?;
     let (recent, cursor) = admin.recent_events(args.count, &filter).await?;
     print_events(&recent, ctx.json)?;

@@ -63,6 +63,9 @@ impl ExitStatus {
                 if let Some(bus) = cause.downcast_ref::<BusError>() {
                     return Some(bus_status(bus));
                 }
+                if cause.downcast_ref::<ConfigError>().is_some() {
+                    return Some(ExitStatus::Usage);
+                }
                 cause.downcast_ref::<redis::RedisError>().map(redis_status)
             })
             .unwrap_or(ExitStatus::Error)
@@ -127,7 +130,7 @@ pub enum Failure {
     NotFound { what: String, hint: String },
     /// A `PANEBUS_*` variable or the flag overriding it has a value that cannot be used.
     #[error("{0} — fix the variable or the flag that overrides it (see `panebus --help`)")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,
@@ -216,6 +219,11 @@ mod tests {
         assert!(waited.to_string().contains("after 1m 30s"), "{waited}");
         assert_eq!(status_of(waited), 8);
         assert_eq!(status_of(Failure::Interrupted), 130);
+        let config = crate::config::Config::from_lookup(|name| {
+            (name == "PANEBUS_HEARTBEAT_TTL").then(|| "soon".to_string())
+        })
+        .unwrap_err();
+        assert_eq!(status_of(anyhow::Error::from(config).context("worker")), 2);
         let from_io: anyhow::Result<()> = Err(std::io::Error::other("disk")).context("writing");
         assert_eq!(ExitStatus::of(&from_io.unwrap_err()).code(), 1);
     }

@@ -73,7 +73,7 @@ pub struct Cli {
 /// `PANEBUS_*` variable named in its help.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Redis URL of the bus: redis://, rediss://, unix:// [env: PANEBUS_REDIS_URL]
+    /// Redis URL of the bus: redis://HOST:PORT/DB or unix:///PATH [env: PANEBUS_REDIS_URL]
     #[arg(long, global = true, value_name = "URL")]
     pub redis_url: Option<String>,
 
@@ -339,10 +339,10 @@ fn resolve_config(global: &GlobalArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Commands other than `worker` behave like other Unix tools when their reader goes away
+/// Short-lived commands behave like other Unix tools when their reader goes away
 /// (`panebus events --follow | head`): they end quietly instead of failing on EPIPE. The
-/// worker keeps Rust's default (EPIPE as an error) so that a closed pane cannot kill it
-/// mid-command.
+/// worker, coordinator and watchdog keep Rust's default (EPIPE as an error) so that a
+/// closed pane or pipe cannot kill them mid-command.
 fn restore_sigpipe() {
     // SAFETY: setting a signal disposition to the default is async-signal-safe and done
     // before any other thread of this process exists.

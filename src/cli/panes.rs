@@ -32,12 +32,12 @@ pub async fn run(args: PanesArgs, ctx: Context) -> anyhow::Result<()> {
         return print_json(&panes);
     }
     if panes.is_empty() {
-        let scope = match &args.role {
-            Some(role) => format!("with role `{role}` "),
-            None => String::new(),
+        let (scope, role) = match &args.role {
+            Some(role) => (format!("with role `{role}` "), role.as_str()),
+            None => (String::new(), "ROLE"),
         };
         return print_text(format_args!(
-            "no workers {scope}registered on bus `{}` — start one in a tmux pane with `panebus worker --role ROLE`\n",
+            "no workers {scope}registered on bus `{}` — start one in a tmux pane with `panebus worker --role {role}`\n",
             ctx.config.namespace
         ));
     }

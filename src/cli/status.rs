@@ -18,8 +18,8 @@ Examples:
   panebus status --json | jq .workers
 
 JSON fields: namespace, redis_url (password redacted), node, workers {total, alive, dead,
-quarantined}, roles [{role, total, alive, dead, quarantined}], queued, in_flight,
-dlq_size, events {recent, window_ms, at_least}, quarantined [{worker, role, diagnostic
+quarantined}, roles [{role, total, alive, dead, quarantined, queued, in_flight}], queued,
+in_flight, dlq_size, events {recent, window_ms, at_least}, quarantined [{worker, role, diagnostic
 {since_ms, reason, exit, last_lines, command_in_flight}}].")]
 pub struct StatusArgs {}
 
@@ -66,7 +66,15 @@ fn render(report: &StatusReport) -> String {
         human_duration(std::time::Duration::from_millis(report.events.window_ms)),
     ));
     if !report.roles.is_empty() {
-        let mut roles = Table::new(["ROLE", "TOTAL", "ALIVE", "DEAD", "QUARANTINED"]);
+        let mut roles = Table::new([
+            "ROLE",
+            "TOTAL",
+            "ALIVE",
+            "DEAD",
+            "QUARANTINED",
+            "QUEUED",
+            "IN FLIGHT",
+        ]);
         for role in &report.roles {
             roles.row(vec![
                 cell(&role.role, 24),
@@ -74,6 +82,8 @@ fn render(report: &StatusReport) -> String {
                 role.counts.alive.to_string(),
                 role.counts.dead.to_string(),
                 role.counts.quarantined.to_string(),
+                role.queued.to_string(),
+                role.in_flight.to_string(),
             ]);
         }
         text.push('\n');

@@ -211,18 +211,6 @@ impl DeathDetector {
         }
     }
 
-    /// Panes seen dead without a status that still wait for one (to poll them again).
-    pub fn unreaped(&self) -> Vec<u32> {
-        let mut panes: Vec<u32> = self
-            .panes
-            .iter()
-            .filter(|(_, i)| i.unreaped_since.is_some() && !i.died_reported)
-            .map(|(p, _)| *p)
-            .collect();
-        panes.sort_unstable();
-        panes
-    }
-
     /// Forgets a pane that was closed.
     pub fn forget(&mut self, pane: u32) {
         self.panes.remove(&pane);
@@ -377,7 +365,6 @@ mod tests {
             d.observe(report(2, 20, true, None), t),
             Detection::KickServer { pane: 2 }
         );
-        assert_eq!(d.unreaped(), vec![2]);
         assert_eq!(
             d.observe(report(2, 20, true, None), t + ms(100)),
             Detection::Nothing,
@@ -395,7 +382,6 @@ mod tests {
                 exit: ExitStatus::Code(0)
             }
         );
-        assert!(d.unreaped().is_empty());
     }
 
     #[test]

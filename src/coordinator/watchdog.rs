@@ -133,6 +133,15 @@ pub async fn run(
                 continue;
             }
             tracing::info!(node = %config.node, "watchdog active");
+            if let Some(l) = &lease {
+                emit(
+                    &bus,
+                    EventKind::LeaseAcquired,
+                    "",
+                    json!({"session": WATCHDOG_LEASE, "node": config.node, "holder": holder, "lease_token": l.token()}),
+                )
+                .await;
+            }
         }
         if let Err(e) = check(&bus, config, opts, &mut watched).await {
             tracing::warn!(error = %e, "watchdog check failed; retrying next interval");

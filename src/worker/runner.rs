@@ -2,10 +2,11 @@
 //!
 //! Start-up: connect (retrying while Redis is down), register (bumping the generation),
 //! requeue what a previous incarnation left unacked, emit `worker_started`, start the
-//! heartbeat task. Then, per command: BLMOVE queue → processing, mark busy and emit
-//! `command_received` (sent while the handler already runs), run the handler under its
-//! timeout, then in one pipelined round trip store the result, dead-letter it if it failed,
-//! ack it (fenced by generation) and emit `command_completed`/`command_failed`.
+//! heartbeat task. Then, per command: BLMOVE queue → processing; run the handler under its
+//! timeout (if it is still running after [`MARK_DELAY`], mark the worker busy and emit
+//! `command_received` meanwhile; a faster command sends that event with its outcome, which
+//! saves a round trip); then, in one pipelined round trip, store the result, dead-letter it
+//! if it failed, ack it (fenced by generation) and emit `command_completed`/`command_failed`.
 //! A result is always stored before the ack, so a crash in between redelivers the command
 //! rather than losing it. On a stop request the worker stops taking work, lets the command
 //! in flight finish within [`SHUTDOWN_GRACE`] (else puts it back at the head of its queue),
@@ -513,8 +514,7 @@ impl Runner {
         if let Some(received) = received {
             pipe.add_command(self.bus.emit_cmd(&received)).ignore();
         }
-        pipe.add_command(self.bus.store_result_cmd(&result))
-            .ignore();
+        self.bus.store_result_cmds(&result, &mut pipe);
         let event = match (&error, reason) {
             (Some(error), Some(reason)) => {
                 let entry = DlqEntry {

@@ -1,0 +1,535 @@
+//! The event loop of one attached tmux session: what the leader does between attaching and
+//! detaching.
+//!
+//! [`Supervisor`] owns the control client and the state of every managed pane. It reacts to
+//! tmux notifications (the `pane-died` marker line and the `%*` subscription, fed to the
+//! [`DeathDetector`]) and to a tick (lease renewal, a `list-panes` reconciliation, heartbeat
+//! checks, `panebus restart` requests, the status line). For each pane it gathers the facts,
+//! asks [`policy::decide`] and hands the action to the functions in [`super::actions`].
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::actions::{exit_json, exit_text, Trigger};
+use super::detect::{
+    self, DeathDetector, Detection, PaneReport, MARKER_FORMAT, SUBSCRIPTION_FORMAT,
+    SUBSCRIPTION_NAME,
+};
+use super::history::{self};
+use super::lease::Lease;
+use super::managed::{self, ManagedPane};
+use super::policy::{
+    self, Action, ExitStatus, Failure, Heartbeat, Jitter, PaneHealth, QuarantineReason,
+};
+use super::reconcile::{self, LIST_FORMAT};
+use super::requests::{self};
+use super::status_line::{
+    self, PaneState, PANE_STATE_OPTION, SESSION_STATUS_OPTION, WORKER_OPTION,
+};
+use super::supervisor::{emit, keep_lease, AttachOptions, CoordinatorError};
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::schema::{EventKind, WorkerInfo};
+use crate::tmux::{
+    ClientFlag, ControlClient, Format, Hook, HookTarget, Notification, OptionName, OptionScope,
+    OwnedEvent, PaneId, SessionId, SubscriptionScope, TmuxCommand, TmuxError,
+};
+
+/// handled as dead with an unknown status.
+const UNREAPED_GIVE_UP: Duration = Duration::from_secs(3);
+
+pub(super) fn pane_name(pane: u32) -> String {
+    format!("%{pane}")
+}
+
+pub(super) fn option(name: &str) -> OptionName {
+    OptionName::new(name).expect("PaneBus's option names are valid")
+}
+
+pub(super) enum LoopEnd {
+    Stopped,
+    TmuxExited(String),
+}
+
+/// One managed pane as the event loop tracks it.
+#[derive(Debug, Clone)]
+pub(super) struct Managed {
+    pub(super) worker: String,
+    pub(super) pid: u32,
+    pub(super) started_at: SystemTime,
+    pub(super) dead: Option<(SystemTime, ExitStatus)>,
+    pub(super) heartbeat_missing_since: Option<SystemTime>,
+    pub(super) heartbeat_missed_reported: bool,
+    pub(super) jitter: Jitter,
+    pub(super) state: PaneState,
+    pub(super) shown: Option<PaneState>,
+}
+
+pub(super) struct Supervisor<'a> {
+    pub(super) bus: &'a Bus,
+    pub(super) config: &'a Config,
+    pub(super) opts: &'a AttachOptions,
+    pub(super) lease: &'a Lease,
+    pub(super) client: ControlClient,
+    pub(super) session: SessionId,
+    pub(super) server_pid: Option<u32>,
+    pub(super) detector: DeathDetector,
+    pub(super) panes: HashMap<u32, Managed>,
+    /// Queue depth per worker from the last registry listing.
+    pub(super) queue_depths: HashMap<String, usize>,
+    pub(super) adopt_since_ms: u64,
+    pub(super) shown_status: Option<String>,
+    pub(super) renewed_at: Instant,
+}
+
+impl<'a> Supervisor<'a> {
+    pub(super) fn new(
+        bus: &'a Bus,
+        config: &'a Config,
+        opts: &'a AttachOptions,
+        lease: &'a Lease,
+        client: ControlClient,
+        adopt_since_ms: u64,
+    ) -> Self {
+        let session = client.attached().session;
+        Supervisor {
+            bus,
+            config,
+            opts,
+            lease,
+            client,
+            session,
+            server_pid: None,
+            detector: DeathDetector::new(UNREAPED_GIVE_UP),
+            panes: HashMap::new(),
+            queue_depths: HashMap::new(),
+            adopt_since_ms,
+            shown_status: None,
+            renewed_at: Instant::now(),
+        }
+    }
+
+    pub(super) async fn supervise(
+        &mut self,
+        mut notes: mpsc::UnboundedReceiver<Notification>,
+        stop: &CancellationToken,
+    ) -> Result<LoopEnd, CoordinatorError> {
+        if let Err(e) = self.setup().await {
+            return match e {
+                CoordinatorError::Tmux(TmuxError::Exited { reason }) => {
+                    Ok(LoopEnd::TmuxExited(reason))
+                }
+                other => Err(other),
+            };
+        }
+        let mut tick = tokio::time::interval(self.opts.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Notifications first: a death waiting behind a tick's work would be late.
+            let step = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(LoopEnd::Stopped),
+                note = notes.recv() => match note {
+                    None => return Ok(LoopEnd::TmuxExited(
+                        self.client.exit_reason().unwrap_or_else(|| "control client ended".into()),
+                    )),
+                    Some(Notification::Exit { reason }) => return Ok(LoopEnd::TmuxExited(reason)),
+                    Some(Notification::Event(event)) => self.on_event(event).await,
+                },
+                _ = tick.tick() => self.on_tick().await,
+            };
+            match step {
+                Ok(()) => {}
+                // The notification stream reports the end; keep reading it.
+                Err(CoordinatorError::Tmux(TmuxError::Exited { .. })) => {}
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "coordinator step failed; retrying on the next tick");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn setup(&mut self) -> Result<(), CoordinatorError> {
+        // No pane output (screens are read with capture-pane) and no say in window sizes:
+        // a human's client keeps deciding those.
+        self.client
+            .run(&TmuxCommand::client_flags(&[
+                (ClientFlag::NoOutput, true),
+                (ClientFlag::IgnoreSize, true),
+            ]))
+            .await?;
+        self.server_pid = Some(self.client.server_pid().await?);
+        self.client
+            .run(&TmuxCommand::subscribe(
+                SUBSCRIPTION_NAME,
+                SubscriptionScope::AllPanes,
+                &Format::template(SUBSCRIPTION_FORMAT),
+            )?)
+            .await?;
+        self.reconcile().await
+    }
+
+    /// Removes what only a running coordinator should have: the per-pane hooks (their
+    /// marker lines would otherwise reach whichever client tmux picks) and the status text.
+    /// Tags and `remain-on-exit` stay, so the next coordinator finds its panes.
+    pub(super) async fn teardown(&mut self) {
+        let panes: Vec<u32> = self.panes.keys().copied().collect();
+        for pane in panes {
+            let cmd = TmuxCommand::unset_hook(HookTarget::Pane(PaneId(pane)), Hook::PaneDied);
+            if let Err(e) = self.client.run(&cmd).await {
+                tracing::debug!(error = %e, pane, "could not remove the pane-died hook");
+            }
+        }
+        if let Ok(cmd) = TmuxCommand::unset_option(
+            OptionScope::Session(self.session),
+            &option(SESSION_STATUS_OPTION),
+        ) {
+            let _ = self.client.run(&cmd).await;
+        }
+        self.client.detach().await;
+    }
+
+    async fn on_event(&mut self, event: OwnedEvent) -> Result<(), CoordinatorError> {
+        match event {
+            OwnedEvent::SubscriptionChanged { name, value, .. }
+                if name == SUBSCRIPTION_NAME.as_bytes() =>
+            {
+                if let Some(report) = detect::parse_subscription(&value) {
+                    self.on_report(report).await?;
+                }
+            }
+            OwnedEvent::Unknown(line) | OwnedEvent::Bare(line)
+                if line.starts_with(detect::MARKER_WORD) =>
+            {
+                if let Some(report) = detect::parse_marker(&line) {
+                    self.on_report(report).await?;
+                }
+            }
+            OwnedEvent::LayoutChange { window, layout, .. } => {
+                emit(
+                    self.bus,
+                    EventKind::LayoutChanged,
+                    "",
+                    json!({"session": self.opts.session, "window": format!("@{}", window.0), "layout": layout}),
+                )
+                .await;
+                self.reconcile().await?;
+            }
+            OwnedEvent::WindowAdd(_)
+            | OwnedEvent::WindowClose(_)
+            | OwnedEvent::UnlinkedWindowClose(_)
+            | OwnedEvent::SessionsChanged => self.reconcile().await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn on_tick(&mut self) -> Result<(), CoordinatorError> {
+        keep_lease(self.lease, &mut self.renewed_at, &self.opts.session).await?;
+        self.reconcile().await?;
+        let panes: Vec<u32> = self.panes.keys().copied().collect();
+        for pane in panes {
+            self.evaluate(pane).await?;
+        }
+        for request in requests::drain(self.bus, &self.config.node, &self.opts.session).await? {
+            let response = self.handle_request(&request).await;
+            requests::reply(self.bus, &request.id, &response).await?;
+        }
+        self.show_status().await
+    }
+
+    /// Lists the session's panes, tags newly registered workers, forgets closed panes and
+    /// feeds every managed pane's state to the detector (catching what notifications missed).
+    async fn reconcile(&mut self) -> Result<(), CoordinatorError> {
+        let listing = self
+            .client
+            .run(&TmuxCommand::list_panes(
+                self.session,
+                &Format::template(LIST_FORMAT),
+            )?)
+            .await?;
+        let listed: Vec<reconcile::ListedPane> = listing
+            .text_lines()
+            .iter()
+            .filter_map(|l| reconcile::parse_line(l))
+            .collect();
+        let workers = self.bus.list_workers().await?;
+        self.queue_depths = workers
+            .iter()
+            .map(|w| (w.id.clone(), w.queue_depth))
+            .collect();
+        let registered: HashMap<String, WorkerInfo> = workers
+            .into_iter()
+            .filter_map(|w| w.info.map(|i| (w.id, i)))
+            .collect();
+        let known: HashSet<u32> = self.panes.keys().copied().collect();
+        let plan = reconcile::plan(
+            &listed,
+            &known,
+            &registered,
+            &self.config.node,
+            &self.opts.session,
+            self.adopt_since_ms,
+        );
+        for pane in &plan.gone {
+            if let Some(m) = self.panes.remove(pane) {
+                tracing::info!(pane = %pane_name(*pane), worker = %m.worker, "managed pane closed; forgetting it");
+                self.detector.forget(*pane);
+                managed::remove(self.bus, &m.worker).await?;
+            }
+        }
+        for (pane, worker) in &plan.managed {
+            if !self.panes.contains_key(pane) {
+                let listed_pane = listed.iter().find(|l| l.report.pane == *pane);
+                let pid = listed_pane.map(|l| l.report.pid).unwrap_or(0);
+                let tag = plan.to_tag.contains(pane);
+                self.manage(*pane, worker, pid, registered.get(worker), tag)
+                    .await?;
+            }
+        }
+        for listed_pane in listed {
+            if self.panes.contains_key(&listed_pane.report.pane) {
+                self.on_report(listed_pane.report).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts managing a pane: tag it (if new), make it stay after its process exits, hook
+    /// its death, and record how to respawn it.
+    async fn manage(
+        &mut self,
+        pane: u32,
+        worker: &str,
+        pid: u32,
+        info: Option<&WorkerInfo>,
+        tag: bool,
+    ) -> Result<(), CoordinatorError> {
+        let id = PaneId(pane);
+        if tag {
+            self.client
+                .run(&TmuxCommand::set_option(
+                    OptionScope::Pane(id),
+                    &option(WORKER_OPTION),
+                    worker,
+                )?)
+                .await?;
+        }
+        self.client
+            .run(&TmuxCommand::set_option(
+                OptionScope::Pane(id),
+                &option("remain-on-exit"),
+                "on",
+            )?)
+            .await?;
+        let marker =
+            TmuxCommand::display_message(None, &Format::template("%%pb-died").then(MARKER_FORMAT))?;
+        self.client
+            .run(&TmuxCommand::set_hook(
+                HookTarget::Pane(id),
+                Hook::PaneDied,
+                &marker,
+            ))
+            .await?;
+        let started_at = match info {
+            Some(i) if i.pid == pid => SystemTime::UNIX_EPOCH + Duration::from_millis(i.started_ms),
+            _ => SystemTime::now(),
+        };
+        if let Some(info) = info.filter(|i| !i.argv.is_empty()) {
+            managed::save(
+                self.bus,
+                &ManagedPane {
+                    worker: worker.to_string(),
+                    session: self.opts.session.clone(),
+                    argv: info.argv.clone(),
+                    cwd: info.cwd.clone(),
+                },
+            )
+            .await?;
+        }
+        tracing::info!(pane = %pane_name(pane), %worker, pid, tagged = tag, "managing pane");
+        self.panes.insert(
+            pane,
+            Managed {
+                worker: worker.to_string(),
+                pid,
+                started_at,
+                dead: None,
+                heartbeat_missing_since: None,
+                heartbeat_missed_reported: false,
+                jitter: Jitter::random(),
+                state: PaneState::Healthy,
+                shown: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn on_report(&mut self, report: PaneReport) -> Result<(), CoordinatorError> {
+        if !self.panes.contains_key(&report.pane) {
+            return Ok(());
+        }
+        match self.detector.observe(report, Instant::now()) {
+            Detection::Nothing => Ok(()),
+            Detection::Started { pane, pid } => {
+                if let Some(m) = self.panes.get_mut(&pane) {
+                    if m.pid != pid {
+                        tracing::info!(pane = %pane_name(pane), pid, "new process in managed pane");
+                        m.pid = pid;
+                        m.started_at = SystemTime::now();
+                        m.dead = None;
+                        m.heartbeat_missing_since = None;
+                        m.heartbeat_missed_reported = false;
+                    }
+                }
+                Ok(())
+            }
+            Detection::KickServer { pane } => {
+                if let Some(server) = self.server_pid {
+                    tracing::info!(pane = %pane_name(pane), server, "dead pane without exit status: sending SIGCHLD to the tmux server (lost-SIGCHLD recovery)");
+                    if let Ok(pid) = libc::pid_t::try_from(server) {
+                        // SAFETY: kill(2) has no memory effects.
+                        unsafe {
+                            libc::kill(pid, libc::SIGCHLD);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Detection::Died { pane, pid, exit } => {
+                let Some(m) = self.panes.get_mut(&pane) else {
+                    return Ok(());
+                };
+                m.pid = pid;
+                m.dead = Some((SystemTime::now(), exit));
+                m.jitter = Jitter::random();
+                let worker = m.worker.clone();
+                tracing::info!(pane = %pane_name(pane), %worker, pid, exit = %exit_text(exit), "worker pane exited");
+                let mut details = exit_json(exit);
+                details["pane"] = json!(pane_name(pane));
+                details["pid"] = json!(pid);
+                details["session"] = json!(self.opts.session);
+                emit(self.bus, EventKind::PaneExited, &worker, details).await;
+                self.evaluate(pane).await
+            }
+        }
+    }
+
+    /// Gathers the facts about one managed pane, asks the policy and acts.
+    pub(super) async fn evaluate(&mut self, pane: u32) -> Result<(), CoordinatorError> {
+        let Some(m) = self.panes.get(&pane) else {
+            return Ok(());
+        };
+        let worker = m.worker.clone();
+        let now = SystemTime::now();
+        let state = match m.dead {
+            Some((_, ExitStatus::Code(0))) if !self.bus.is_registered(&worker).await? => {
+                policy::PaneState::Stopped
+            }
+            Some((since, exit)) => policy::PaneState::Dead { since, exit },
+            None => {
+                let fresh = self.bus.heartbeat_ttl(&worker).await?.is_some();
+                let m = self.panes.get_mut(&pane).expect("checked above");
+                if fresh {
+                    m.heartbeat_missing_since = None;
+                    m.heartbeat_missed_reported = false;
+                    policy::PaneState::Running {
+                        heartbeat: Heartbeat::Fresh,
+                    }
+                } else {
+                    let since = *m.heartbeat_missing_since.get_or_insert(now);
+                    policy::PaneState::Running {
+                        heartbeat: Heartbeat::Missing { since },
+                    }
+                }
+            }
+        };
+        let history = history::load(self.bus, &worker).await?;
+        let m = self.panes.get_mut(&pane).expect("checked above");
+        let health = PaneHealth {
+            started_at: m.started_at,
+            state,
+        };
+        let action = policy::decide(&health, &history, now, &self.opts.policy, m.jitter);
+        m.state = match (&state, &action, history.quarantined) {
+            (_, _, true) | (_, Action::Quarantine { .. }, _) => PaneState::Quarantined,
+            (policy::PaneState::Stopped, _, _) => PaneState::Stopped,
+            (policy::PaneState::Dead { .. }, _, _) => PaneState::Dead,
+            (_, Action::LeaveAlone, _) => PaneState::Healthy,
+            _ => PaneState::Hung,
+        };
+        let hung = matches!(
+            action,
+            Action::RespawnNow {
+                failure: Failure::HeartbeatExpired
+            } | Action::RespawnAfter {
+                failure: Failure::HeartbeatExpired,
+                ..
+            } | Action::Quarantine {
+                reason: QuarantineReason {
+                    failure: Failure::HeartbeatExpired,
+                    ..
+                }
+            }
+        );
+        if hung && !m.heartbeat_missed_reported {
+            m.heartbeat_missed_reported = true;
+            let details = json!({"pane": pane_name(pane), "pid": m.pid, "session": self.opts.session, "ttl_secs": self.config.heartbeat_ttl.as_secs_f64()});
+            tracing::warn!(pane = %pane_name(pane), %worker, "heartbeat expired");
+            emit(self.bus, EventKind::HeartbeatMissed, &worker, details).await;
+        }
+        match action {
+            Action::LeaveAlone | Action::RespawnAfter { .. } => Ok(()),
+            Action::RespawnNow { failure } => self
+                .respawn(pane, Trigger::Automatic(failure))
+                .await
+                .map(|_| ()),
+            Action::Quarantine { reason } => self.quarantine(pane, reason).await,
+        }
+    }
+
+    /// Updates `@panebus_state` of panes whose state changed and `@panebus_status`.
+    pub(super) async fn show_status(&mut self) -> Result<(), CoordinatorError> {
+        let changed: Vec<(u32, PaneState)> = self
+            .panes
+            .iter()
+            .filter(|(_, m)| m.shown != Some(m.state))
+            .map(|(p, m)| (*p, m.state))
+            .collect();
+        for (pane, state) in changed {
+            self.client
+                .run(&TmuxCommand::set_option(
+                    OptionScope::Pane(PaneId(pane)),
+                    &option(PANE_STATE_OPTION),
+                    state.word(),
+                )?)
+                .await?;
+            if let Some(m) = self.panes.get_mut(&pane) {
+                m.shown = Some(state);
+            }
+        }
+        let states: Vec<PaneState> = self.panes.values().map(|m| m.state).collect();
+        let queued = self
+            .panes
+            .values()
+            .filter_map(|m| self.queue_depths.get(&m.worker))
+            .sum();
+        let text = status_line::summary(&states, queued);
+        if self.shown_status.as_deref() != Some(text.as_str()) {
+            self.client
+                .run(&TmuxCommand::set_option(
+                    OptionScope::Session(self.session),
+                    &option(SESSION_STATUS_OPTION),
+                    &text,
+                )?)
+                .await?;
+            self.shown_status = Some(text);
+        }
+        Ok(())
+    }
+}
