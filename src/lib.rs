@@ -14,4 +14,5 @@ pub mod coordinator;
 pub mod logging;
 pub mod schema;
 pub mod tmux;
+pub mod up;
 pub mod worker;

@@ -336,6 +336,15 @@ async fn a_fenced_worker_stops_without_touching_the_queue() {
 // ---- `panebus worker` processes ----
 
 fn worker_process(redis: &RedisServer, pane: &str, extra: &[&str]) -> Child {
+    worker_process_with(redis, pane, extra, &[])
+}
+
+fn worker_process_with(
+    redis: &RedisServer,
+    pane: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_panebus"))
         .arg("worker")
         .args(extra)
@@ -348,6 +357,7 @@ fn worker_process(redis: &RedisServer, pane: &str, extra: &[&str]) -> Child {
         .env("PANEBUS_HEARTBEAT_TTL", "5")
         .env("PANEBUS_LOG_LEVEL", "debug")
         .env("TMUX_PANE", pane)
+        .envs(envs.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -588,7 +598,13 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_survives_a_redis_restart_and_registers_again() {
     let mut redis = RedisServer::start();
-    let mut child = KillOnDrop(worker_process(&redis, "%9", &[]));
+    // A slow heartbeat: registering again must not wait for it.
+    let mut child = KillOnDrop(worker_process_with(
+        &redis,
+        "%9",
+        &["--heartbeat-interval", "30s"],
+        &[("PANEBUS_HEARTBEAT_TTL", "60")],
+    ));
     let id = format!("{NODE}/%9");
     {
         let bus = Bus::connect(&config(&redis)).await.unwrap();

@@ -241,12 +241,14 @@ impl Runner {
             } else {
                 self.take(&mut blocking).await
             };
+            if next.is_ok() && backoff.attempt() > 0 {
+                tracing::info!(worker = %self.id(), failures = backoff.attempt(), "Redis is reachable again");
+                self.ensure_registered().await;
+                backoff.reset();
+            }
             let delivery = match next {
                 Ok(Some(d)) => d,
-                Ok(None) => {
-                    backoff.reset();
-                    continue;
-                }
+                Ok(None) => continue,
                 Err(e) => {
                     blocking = None;
                     check_orphans = true;
@@ -261,11 +263,6 @@ impl Runner {
                     continue;
                 }
             };
-            if backoff.attempt() > 0 {
-                tracing::info!(worker = %self.id(), failures = backoff.attempt(), "Redis is reachable again");
-                self.ensure_registered().await;
-                backoff.reset();
-            }
             if self.tokens.stop.is_cancelled() || self.fenced.is_cancelled() {
                 // Taken while stopping: give it back untouched.
                 self.give_back(&delivery.raw).await;
