@@ -15,10 +15,13 @@ use tokio::sync::Mutex;
 
 use crate::bus::dlq::{Retried, RetryReport};
 use crate::bus::events::EventRecord;
-use crate::bus::{BlockingConnection, Bus, BusError};
+use crate::bus::{redact_url, BlockingConnection, Bus, BusError};
 use crate::config::Config;
 use crate::coordinator::history::{self, Diagnostic};
 use crate::schema::{now_ms, Command, CommandResult, DlqEntry, Event, EventKind, WorkerInfo};
+
+/// How long the CLI waits for Redis to accept and answer before it reports it unreachable.
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(3);
 
 /// How far back `status` counts events as recent.
 pub const RECENT_EVENTS_WINDOW: Duration = Duration::from_secs(3600);
@@ -221,8 +224,19 @@ impl Admin {
     /// Connects to the bus of `config`; fails within a few seconds with
     /// [`BusError::Unreachable`] when Redis cannot be reached.
     pub async fn connect(config: &Config) -> Result<Admin, BusError> {
+        // The bus's own connect retries, which against a server that accepts but never
+        // answers adds up to several seconds: the CLI gives up at one deadline instead.
+        let bus = tokio::time::timeout(CONNECT_DEADLINE, Bus::connect(config))
+            .await
+            .map_err(|_| BusError::Unreachable {
+                url: redact_url(&config.redis_url),
+                reason: format!(
+                    "no answer within {}",
+                    humantime::format_duration(CONNECT_DEADLINE)
+                ),
+            })??;
         Ok(Admin {
-            bus: Bus::connect(config).await?,
+            bus,
             config: config.clone(),
             blocking: Mutex::new(None),
         })

@@ -772,3 +772,21 @@ fn a_unix_socket_url_reaches_the_bus() {
     assert_eq!(status["redis_url"], url.as_str());
     assert_eq!(status["workers"]["total"], 0);
 }
+
+#[test]
+fn a_redis_that_never_answers_is_reported_within_the_deadline() {
+    // Connections to this socket complete in the kernel's backlog, but nothing answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}/0", silent.local_addr().unwrap());
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_panebus"))
+        .args(["dispatch", "%1", "ping", "--wait"])
+        .env_clear()
+        .env("PANEBUS_REDIS_URL", &url)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_exit(&out, 3, "no answer within 3s");
+    // The documented deadline is 3 s; the margin is for a loaded machine, not a benchmark.
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+}
