@@ -507,11 +507,14 @@ impl Runner {
             finished_ms,
             attempt: cmd.attempt,
         };
+        // A command whose received event is still to be sent was never marked busy.
+        let mark_idle = received.is_none();
         let mut pipe = redis::pipe();
         if let Some(received) = received {
             pipe.add_command(self.bus.emit_cmd(&received)).ignore();
         }
-        self.bus.store_result_cmds(&result, &mut pipe);
+        // The DLQ entry goes in before the result, so whoever sees a failed result also
+        // finds its DLQ entry.
         let event = match (&error, reason) {
             (Some(error), Some(reason)) => {
                 let entry = DlqEntry {
@@ -539,7 +542,11 @@ impl Runner {
                 )
             }
         };
-        pipe.add_command(self.bus.ack_cmd(self.id(), raw, self.info.generation));
+        self.bus.store_result_cmds(&result, &mut pipe);
+        pipe.add_command(
+            self.bus
+                .ack_cmd(self.id(), raw, self.info.generation, mark_idle),
+        );
         pipe.add_command(self.bus.emit_cmd(&event.with_command(cmd.id.clone())))
             .ignore();
         self.run_ack_pipeline(&pipe, Some(&cmd.id)).await
@@ -558,7 +565,10 @@ impl Runner {
         tracing::warn!(worker = %self.id(), dlq_entry = %entry.id, error = %reason, "queue held something that is not a command; moved to the DLQ");
         let mut pipe = redis::pipe();
         self.bus.dlq_push_cmds(&entry, &mut pipe);
-        pipe.add_command(self.bus.ack_cmd(self.id(), raw, self.info.generation));
+        pipe.add_command(
+            self.bus
+                .ack_cmd(self.id(), raw, self.info.generation, false),
+        );
         let event = Event::new(
             EventKind::CommandFailed,
             self.id(),
@@ -572,6 +582,7 @@ impl Runner {
     /// unreachable (every step in it is idempotent).
     async fn run_ack_pipeline(&self, pipe: &redis::Pipeline, command_id: Option<&str>) -> Flow {
         let mut backoff = Backoff::redis();
+        let mut reloaded = false;
         loop {
             let reply: Result<((i64, u64),), redis::RedisError> =
                 pipe.query_async(&mut self.bus.connection()).await;
@@ -585,6 +596,19 @@ impl Runner {
                     Err(BusError::Fenced { actual, .. }) => return Flow::Fenced(actual),
                     Err(e) => e,
                 },
+                Err(e)
+                    if !reloaded
+                        && e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    reloaded = true;
+                    // Redis restarted with an empty script cache: load the ack script and
+                    // send the (idempotent) pipeline again.
+                    match self.bus.load_ack_script().await {
+                        Ok(()) => continue,
+                        Err(e) => e,
+                    }
+                }
                 Err(e) => BusError::Redis(e),
             };
             if !error.is_connection_error() {
