@@ -56,30 +56,70 @@ pub enum Event<'a> {
     Reply(Reply),
     /// `%output %P DATA`, octal-decoded to raw bytes (not necessarily valid UTF-8, and a
     /// record may end mid-character).
-    Output { pane: PaneId, data: &'a [u8] },
+    Output {
+        pane: PaneId,
+        data: &'a [u8],
+    },
     /// `%extended-output %P AGE … : DATA` (pause-after mode).
-    ExtendedOutput { pane: PaneId, age_ms: u64, data: &'a [u8] },
+    ExtendedOutput {
+        pane: PaneId,
+        age_ms: u64,
+        data: &'a [u8],
+    },
     Pause(PaneId),
     Continue(PaneId),
     /// `%layout-change @W LAYOUT VISIBLE FLAGS`; parse `layout` with [`crate::Layout::parse`].
-    LayoutChange { window: WindowId, layout: &'a str, visible_layout: &'a str, flags: &'a str },
+    LayoutChange {
+        window: WindowId,
+        layout: &'a str,
+        visible_layout: &'a str,
+        flags: &'a str,
+    },
     WindowAdd(WindowId),
     WindowClose(WindowId),
     UnlinkedWindowAdd(WindowId),
     UnlinkedWindowClose(WindowId),
     /// Name vis-decoded.
-    WindowRenamed { window: WindowId, name: Cow<'a, [u8]> },
-    UnlinkedWindowRenamed { window: WindowId, name: Cow<'a, [u8]> },
-    WindowPaneChanged { window: WindowId, pane: PaneId },
-    SessionChanged { session: SessionId, name: Cow<'a, [u8]> },
-    SessionRenamed { session: SessionId, name: Cow<'a, [u8]> },
+    WindowRenamed {
+        window: WindowId,
+        name: Cow<'a, [u8]>,
+    },
+    UnlinkedWindowRenamed {
+        window: WindowId,
+        name: Cow<'a, [u8]>,
+    },
+    WindowPaneChanged {
+        window: WindowId,
+        pane: PaneId,
+    },
+    SessionChanged {
+        session: SessionId,
+        name: Cow<'a, [u8]>,
+    },
+    SessionRenamed {
+        session: SessionId,
+        name: Cow<'a, [u8]>,
+    },
     SessionsChanged,
-    SessionWindowChanged { session: SessionId, window: WindowId },
-    ClientSessionChanged { client: &'a [u8], session: SessionId, name: Cow<'a, [u8]> },
-    ClientDetached { client: &'a [u8] },
+    SessionWindowChanged {
+        session: SessionId,
+        window: WindowId,
+    },
+    ClientSessionChanged {
+        client: &'a [u8],
+        session: SessionId,
+        name: Cow<'a, [u8]>,
+    },
+    ClientDetached {
+        client: &'a [u8],
+    },
     PaneModeChanged(PaneId),
     /// `%subscription-changed NAME $S @W IDX %P … : VALUE`; VALUE is raw (not escaped).
-    SubscriptionChanged { name: &'a [u8], target: SubscriptionTarget<'a>, value: &'a [u8] },
+    SubscriptionChanged {
+        name: &'a [u8],
+        target: SubscriptionTarget<'a>,
+        value: &'a [u8],
+    },
     /// `%message TEXT` (3.4+), vis-decoded.
     Message(Cow<'a, [u8]>),
     /// `%config-error TEXT` (3.4+).
@@ -87,7 +127,9 @@ pub enum Event<'a> {
     PasteBufferChanged(Cow<'a, [u8]>),
     PasteBufferDeleted(Cow<'a, [u8]>),
     /// `%exit [REASON]`: the last line of a control client.
-    Exit { reason: Option<&'a [u8]> },
+    Exit {
+        reason: Option<&'a [u8]>,
+    },
     /// A `%word …` line this parser does not know (newer tmux); the whole line.
     Unknown(&'a [u8]),
     /// A non-`%` line outside a block (hook `display -p` output on tmux 3.3a); the whole line.
