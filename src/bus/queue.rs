@@ -1,0 +1,423 @@
+//! Per-worker command queues with at-least-once delivery.
+//!
+//! A dispatcher LPUSHes a command onto `queue` (a Lua script checks the depth limit and
+//! that the worker is registered in the same atomic step). The worker BLMOVEs it from the
+//! right end of `queue` onto `processing` (on its dedicated connection), runs it, stores the
+//! result and then acks by LREM from `processing`. Whatever is left in `processing` was taken
+//! by an incarnation that did not finish it: [`Bus::requeue_unacked`] puts it back (attempt
+//! + 1, or into the DLQ past `max_attempts`), but only while the worker's generation is the
+//! one the caller expects, and it bumps the generation, which fences the old incarnation: its
+//! acks and heartbeats are refused from then on.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{eval, BlockingConnection, Bus, BusError};
+use crate::schema::{new_id, now_ms, Command, DlqCommand, DlqEntry, DlqReason};
+
+/// KEYS: queue, info. ARGV: command JSON, max depth, force (`1`/`0`).
+/// Returns `{status, depth}`: status 1 = queued (depth after the push), -1 = full, -2 = no
+/// such worker.
+const ENQUEUE: &str = r"
+if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[2]) == 0 then
+  return {-2, 0}
+end
+local depth = redis.call('LLEN', KEYS[1])
+if depth >= tonumber(ARGV[2]) then
+  return {-1, depth}
+end
+return {1, redis.call('LPUSH', KEYS[1], ARGV[1])}
+";
+
+/// KEYS: processing, generation, info. ARGV: raw command, the acking worker's generation.
+/// Returns `{removed, generation}`, or `{-1, generation}` when the caller is fenced. A
+/// missing generation key (Redis lost its data) does not fence: the worker registers again.
+const ACK: &str = r"
+local current = redis.call('GET', KEYS[2])
+if current and tonumber(current) ~= tonumber(ARGV[2]) then
+  return {-1, tonumber(current)}
+end
+local removed = redis.call('LREM', KEYS[1], 1, ARGV[1])
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HSET', KEYS[3], 'state', 'idle', 'current_command', '')
+end
+return {removed, tonumber(ARGV[2])}
+";
+
+/// KEYS: processing, queue. ARGV: raw command. Moves one taken command back to the head of
+/// the queue (next to be taken) without counting a delivery. Returns 1 if it was moved.
+const RETURN_TO_QUEUE: &str = r"
+local removed = redis.call('LREM', KEYS[1], 1, ARGV[1])
+if removed == 1 then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+end
+return removed
+";
+
+/// KEYS: processing, queue, generation, dlq, dlq entries.
+/// ARGV: expected generation, bump (`1`/`0`), n, then per processing element (in LRANGE
+/// order, newest first) four values: the element as read, `q` or `d`, the new queue element
+/// or DLQ entry JSON, the DLQ entry id (empty for `q`).
+/// A compare-and-swap: the caller computed the new elements from an LRANGE; if the
+/// generation or the list changed since, nothing is done (`{-1, gen}` / `{-2, gen}`).
+/// Returns `{requeued, dead_lettered, generation}`.
+const REQUEUE: &str = r"
+local gen = tonumber(redis.call('GET', KEYS[3]) or '0')
+if gen ~= tonumber(ARGV[1]) then
+  return {-1, gen}
+end
+local n = tonumber(ARGV[3])
+local current = redis.call('LRANGE', KEYS[1], 0, -1)
+if #current ~= n then
+  return {-2, gen}
+end
+for i = 1, n do
+  if current[i] ~= ARGV[4 + (i - 1) * 4] then
+    return {-2, gen}
+  end
+end
+if ARGV[2] == '1' then
+  gen = redis.call('INCR', KEYS[3])
+end
+local requeued, dead = 0, 0
+for i = 1, n do
+  local base = 4 + (i - 1) * 4
+  if ARGV[base + 1] == 'q' then
+    redis.call('RPUSH', KEYS[2], ARGV[base + 2])
+    requeued = requeued + 1
+  else
+    redis.call('LPUSH', KEYS[4], ARGV[base + 3])
+    redis.call('HSET', KEYS[5], ARGV[base + 3], ARGV[base + 2])
+    dead = dead + 1
+  end
+end
+redis.call('DEL', KEYS[1])
+return {requeued, dead, gen}
+";
+
+/// One element taken from a queue: the exact stored text (needed to ack it) and the
+/// command parsed from it, or why it could not be parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub raw: String,
+    pub command: Result<Command, String>,
+}
+
+impl Delivery {
+    /// Parses queue text.
+    pub fn parse(raw: String) -> Delivery {
+        let command = serde_json::from_str::<Command>(&raw).map_err(|e| {
+            format!("not a valid command ({e}); a command is a JSON object with at least \"id\" and \"type\"")
+        });
+        Delivery { raw, command }
+    }
+}
+
+/// What [`Bus::requeue_unacked`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequeueOutcome {
+    /// Commands put back at the head of the queue.
+    pub requeued: usize,
+    /// Commands moved to the DLQ (attempts exhausted, or not valid commands).
+    pub dead_lettered: usize,
+    /// The worker's generation afterwards.
+    pub generation: u64,
+}
+
+/// Parses a payload given as text: it must be a JSON object.
+pub fn parse_payload(text: &str) -> Result<Value, BusError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        BusError::InvalidPayload(format!(
+            "{e}; give a JSON object, e.g. --payload '{{\"text\": \"hello\"}}'"
+        ))
+    })?;
+    Command::check_payload(&value).map_err(BusError::InvalidPayload)?;
+    Ok(value)
+}
+
+impl Bus {
+    /// Queues `command` for `worker` and returns the queue depth after the push.
+    ///
+    /// Fails with [`BusError::QueueFull`] when the queue holds `max_queue_depth` commands,
+    /// [`BusError::UnknownWorker`] when no such worker is registered (unless `force`),
+    /// [`BusError::PayloadTooLarge`] or [`BusError::InvalidPayload`]. Nothing is queued then.
+    pub async fn enqueue(
+        &self,
+        worker: &str,
+        command: &Command,
+        force: bool,
+    ) -> Result<usize, BusError> {
+        command.check().map_err(BusError::InvalidPayload)?;
+        let json = command.to_json();
+        if json.len() > self.limits.max_payload_bytes {
+            return Err(BusError::PayloadTooLarge {
+                size: json.len(),
+                limit: self.limits.max_payload_bytes,
+            });
+        }
+        let keys = [self.keys.queue(worker), self.keys.info(worker)];
+        let args = [
+            json,
+            self.limits.max_queue_depth.to_string(),
+            if force { "1" } else { "0" }.to_string(),
+        ];
+        let (status, depth): (i64, usize) = eval(ENQUEUE, &keys, &args)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        match status {
+            1 => Ok(depth),
+            -1 => Err(BusError::QueueFull {
+                worker: worker.to_string(),
+                depth,
+            }),
+            _ => Err(BusError::UnknownWorker {
+                worker: worker.to_string(),
+            }),
+        }
+    }
+
+    /// Takes the oldest command of `worker`'s queue into its processing list, waiting up to
+    /// `block` for one. Must run on a dedicated [`BlockingConnection`].
+    pub async fn take(
+        &self,
+        blocking: &mut BlockingConnection,
+        worker: &str,
+        block: Duration,
+    ) -> Result<Option<Delivery>, BusError> {
+        let raw: Option<String> = redis::cmd("BLMOVE")
+            .arg(self.keys.queue(worker))
+            .arg(self.keys.processing(worker))
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(block_seconds(block))
+            .query_async(&mut blocking.conn)
+            .await?;
+        Ok(raw.map(Delivery::parse))
+    }
+
+    /// The oldest element of `worker`'s processing list, if any: a command taken but not
+    /// acked, e.g. after a connection loss while BLMOVE was parked.
+    pub async fn oldest_unacked(&self, worker: &str) -> Result<Option<Delivery>, BusError> {
+        let raw: Option<String> = redis::cmd("LINDEX")
+            .arg(self.keys.processing(worker))
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(raw.map(Delivery::parse))
+    }
+
+    /// The ack command for `raw` (see [`Bus::ack`]), for use in a pipeline.
+    pub(crate) fn ack_cmd(&self, worker: &str, raw: &str, generation: u64) -> redis::Cmd {
+        let keys = [
+            self.keys.processing(worker),
+            self.keys.generation(worker),
+            self.keys.info(worker),
+        ];
+        eval(ACK, &keys, &[raw.to_string(), generation.to_string()])
+    }
+
+    /// Interprets the reply of [`Bus::ack_cmd`].
+    pub(crate) fn ack_reply(
+        worker: &str,
+        generation: u64,
+        reply: (i64, u64),
+    ) -> Result<bool, BusError> {
+        match reply {
+            (-1, actual) => Err(BusError::Fenced {
+                worker: worker.to_string(),
+                expected: generation,
+                actual,
+            }),
+            (removed, _) => Ok(removed > 0),
+        }
+    }
+
+    /// Acknowledges a command: removes `raw` from the processing list and marks the worker
+    /// idle. Returns whether it was still there. Fails with [`BusError::Fenced`] when
+    /// `generation` is no longer the worker's generation.
+    pub async fn ack(&self, worker: &str, raw: &str, generation: u64) -> Result<bool, BusError> {
+        let reply: (i64, u64) = self
+            .ack_cmd(worker, raw, generation)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Bus::ack_reply(worker, generation, reply)
+    }
+
+    /// Puts a taken command back at the head of the queue (next to be taken) without
+    /// counting a delivery; used when a worker stops before it could run it.
+    pub async fn return_to_queue(&self, worker: &str, raw: &str) -> Result<bool, BusError> {
+        let keys = [self.keys.processing(worker), self.keys.queue(worker)];
+        let moved: i64 = eval(RETURN_TO_QUEUE, &keys, &[raw.to_string()])
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(moved == 1)
+    }
+
+    /// Requeues every unacked command of `worker` whose generation is `expected_generation`,
+    /// and bumps the generation so that incarnation is fenced (its later acks and heartbeats
+    /// fail). Each command's attempt is raised by one; a command past its `max_attempts`, or
+    /// an element that is not a valid command, goes to the DLQ instead. Order is kept: the
+    /// oldest requeued command is taken first.
+    ///
+    /// For the coordinator, after it has made sure the incarnation is dead (pane dead,
+    /// respawned or killed). Fails with [`BusError::Fenced`] if the generation differs.
+    pub async fn requeue_unacked(
+        &self,
+        worker: &str,
+        expected_generation: u64,
+    ) -> Result<RequeueOutcome, BusError> {
+        self.requeue(worker, expected_generation, true).await
+    }
+
+    /// Requeues what a previous incarnation of this worker left in its processing list
+    /// (attempt + 1, DLQ past the limit). Called by a worker at start-up with its own,
+    /// already bumped, generation.
+    pub async fn recover_unacked(
+        &self,
+        worker: &str,
+        own_generation: u64,
+    ) -> Result<RequeueOutcome, BusError> {
+        self.requeue(worker, own_generation, false).await
+    }
+
+    async fn requeue(
+        &self,
+        worker: &str,
+        generation: u64,
+        bump: bool,
+    ) -> Result<RequeueOutcome, BusError> {
+        let keys = [
+            self.keys.processing(worker),
+            self.keys.queue(worker),
+            self.keys.generation(worker),
+            self.keys.dlq(),
+            self.keys.dlq_entries(),
+        ];
+        // The list can change between the read and the script (a live worker acking); the
+        // script refuses then and we read again.
+        for _ in 0..10 {
+            let current: Vec<String> = redis::cmd("LRANGE")
+                .arg(&keys[0])
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            let mut args = vec![
+                generation.to_string(),
+                if bump { "1" } else { "0" }.to_string(),
+                current.len().to_string(),
+            ];
+            for raw in &current {
+                args.push(raw.clone());
+                match self.redelivery(worker, raw) {
+                    Ok(next) => args.extend(["q".to_string(), next, String::new()]),
+                    Err(entry) => {
+                        let json = serde_json::to_string(&entry).expect("DLQ entries serialize");
+                        args.extend(["d".to_string(), json, entry.id]);
+                    }
+                }
+            }
+            let reply: Vec<i64> = eval(REQUEUE, &keys, &args)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            match reply.as_slice() {
+                [-1, actual] => {
+                    return Err(BusError::Fenced {
+                        worker: worker.to_string(),
+                        expected: generation,
+                        actual: *actual as u64,
+                    })
+                }
+                [-2, _] => continue,
+                [requeued, dead, gen] => {
+                    return Ok(RequeueOutcome {
+                        requeued: *requeued as usize,
+                        dead_lettered: *dead as usize,
+                        generation: *gen as u64,
+                    })
+                }
+                other => {
+                    return Err(BusError::InvalidPayload(format!(
+                        "unexpected reply {other:?} from the requeue script"
+                    )))
+                }
+            }
+        }
+        Err(BusError::Timeout {
+            what: format!("the processing list of {worker} kept changing while requeueing"),
+            after: Duration::ZERO,
+        })
+    }
+
+    /// The next delivery of `raw` (attempt + 1), or the DLQ entry it becomes.
+    fn redelivery(&self, worker: &str, raw: &str) -> Result<String, DlqEntry> {
+        let dead = |command: DlqCommand, error: String, reason: DlqReason| DlqEntry {
+            id: new_id(),
+            command,
+            error,
+            worker: worker.to_string(),
+            ts_ms: now_ms(),
+            reason,
+        };
+        match Delivery::parse(raw.to_string()).command {
+            Ok(mut cmd) => {
+                cmd.attempt += 1;
+                if cmd.attempt > cmd.max_attempts {
+                    let error = format!(
+                        "delivered {} times without being acknowledged (max_attempts {})",
+                        cmd.attempt - 1,
+                        cmd.max_attempts
+                    );
+                    Err(dead(
+                        DlqCommand::Parsed(Box::new(cmd)),
+                        error,
+                        DlqReason::AttemptsExhausted,
+                    ))
+                } else {
+                    Ok(cmd.to_json())
+                }
+            }
+            Err(reason) => Err(dead(
+                DlqCommand::Raw(raw.to_string()),
+                reason,
+                DlqReason::Poison,
+            )),
+        }
+    }
+
+    /// Number of commands waiting in `worker`'s queue.
+    pub async fn queue_depth(&self, worker: &str) -> Result<usize, BusError> {
+        let n: usize = redis::cmd("LLEN")
+            .arg(self.keys.queue(worker))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(n)
+    }
+
+    /// Number of commands taken by `worker` and not acked.
+    pub async fn processing_len(&self, worker: &str) -> Result<usize, BusError> {
+        let n: usize = redis::cmd("LLEN")
+            .arg(self.keys.processing(worker))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(n)
+    }
+
+    /// The raw elements of `worker`'s processing list, newest first.
+    pub async fn unacked(&self, worker: &str) -> Result<Vec<String>, BusError> {
+        let items: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.keys.processing(worker))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(items)
+    }
+}
+
+/// BLMOVE's timeout argument in seconds; never 0, which would mean "forever".
+fn block_seconds(block: Duration) -> String {
+    let secs = block.as_secs_f64().max(0.001);
+    format!("{secs:.3}")
+}

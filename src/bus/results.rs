@@ -1,0 +1,88 @@
+//! Command results, stored by command id for `PANEBUS_RESULT_TTL`.
+//!
+//! A result key is a list holding exactly one element, the result JSON. A list rather than
+//! a string so a waiter can block on it: `BLMOVE key key LEFT LEFT timeout` returns the
+//! element as soon as it is pushed and puts it straight back, so every waiter (not just the
+//! first) wakes up, a result stored before the wait starts is returned at once, and no
+//! polling delay is added. Readers that do not wait use `LINDEX key 0`.
+
+use std::time::Duration;
+
+use super::{eval, BlockingConnection, Bus, BusError};
+use crate::schema::CommandResult;
+
+/// KEYS: result. ARGV: result JSON, TTL in ms. Replaces any earlier result (a redelivered
+/// command's last run wins).
+const STORE: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+fn parse(command_id: &str, json: &str) -> Result<CommandResult, BusError> {
+    serde_json::from_str(json).map_err(|e| {
+        BusError::InvalidPayload(format!(
+            "stored result of command {command_id} is not valid: {e}"
+        ))
+    })
+}
+
+impl Bus {
+    /// The command storing `result`, for use in a pipeline.
+    pub(crate) fn store_result_cmd(&self, result: &CommandResult) -> redis::Cmd {
+        let json = serde_json::to_string(result).expect("results serialize");
+        let ttl_ms = self.limits.result_ttl.as_millis().max(1).to_string();
+        eval(
+            STORE,
+            &[self.keys.result(&result.command_id)],
+            &[json, ttl_ms],
+        )
+    }
+
+    /// Stores `result` under its command id, replacing an earlier one.
+    pub async fn store_result(&self, result: &CommandResult) -> Result<(), BusError> {
+        let _: i64 = self
+            .store_result_cmd(result)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The stored result of `command_id`, if there is one.
+    pub async fn result(&self, command_id: &str) -> Result<Option<CommandResult>, BusError> {
+        let json: Option<String> = redis::cmd("LINDEX")
+            .arg(self.keys.result(command_id))
+            .arg(0)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        json.map(|j| parse(command_id, &j)).transpose()
+    }
+
+    /// Waits up to `timeout` for the result of `command_id`; returns at once if it is
+    /// already stored. Fails with [`BusError::Timeout`] when none arrives in time.
+    pub async fn wait_result(
+        &self,
+        blocking: &mut BlockingConnection,
+        command_id: &str,
+        timeout: Duration,
+    ) -> Result<CommandResult, BusError> {
+        let key = self.keys.result(command_id);
+        let secs = format!("{:.3}", timeout.as_secs_f64().max(0.001));
+        let json: Option<String> = redis::cmd("BLMOVE")
+            .arg(&key)
+            .arg(&key)
+            .arg("LEFT")
+            .arg("LEFT")
+            .arg(secs)
+            .query_async(&mut blocking.conn)
+            .await?;
+        match json {
+            Some(j) => parse(command_id, &j),
+            None => Err(BusError::Timeout {
+                what: format!("no result for command {command_id} yet; it may still run: check later with its id"),
+                after: timeout,
+            }),
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! The command loop of a worker.
+//!
+//! Start-up: connect (retrying while Redis is down), register (bumping the generation),
+//! requeue what a previous incarnation left unacked, emit `worker_started`, start the
+//! heartbeat task. Then, per command: BLMOVE queue → processing, mark busy and emit
+//! `command_received` (sent while the handler already runs), run the handler under its
+//! timeout, then in one pipelined round trip store the result, dead-letter it if it failed,
+//! ack it (fenced by generation) and emit `command_completed`/`command_failed`.
+//! A result is always stored before the ack, so a crash in between redelivers the command
+//! rather than losing it. On a stop request the worker stops taking work, lets the command
+//! in flight finish within [`SHUTDOWN_GRACE`] (else puts it back at the head of its queue),
+//! deregisters and emits `worker_stopped`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::handler::{HandlerContext, Handlers};
+use super::{heartbeat, StopTokens, WorkerError, WorkerExit, SHUTDOWN_GRACE};
+use crate::bus::{BlockingConnection, Bus, BusError, Delivery};
+use crate::config::Config;
+use crate::schema::{
+    new_id, now_ms, Command, CommandResult, DlqCommand, DlqEntry, DlqReason, Event, EventKind, WorkerInfo,
+    WorkerState,
+};
+
+/// How long one BLMOVE waits before the loop checks in (a stop request ends it earlier
+/// through CLIENT UNBLOCK).
+const TAKE_BLOCK: Duration = Duration::from_secs(5);
+
+/// What the loop does after a command.
+enum Flow {
+    Continue,
+    Shutdown,
+    Stop,
+    Fenced(u64),
+}
+
+/// How running a handler ended.
+enum Run {
+    Done(Result<Value, (String, DlqReason)>),
+    ShutdownRequested,
+    Interrupted,
+    Fenced,
+}
+
+struct Runner {
+    bus: Bus,
+    config: Config,
+    info: WorkerInfo,
+    handlers: Handlers,
+    tokens: StopTokens,
+    fenced: CancellationToken,
+}
+
+pub(super) async fn run(
+    config: Config,
+    mut info: WorkerInfo,
+    handlers: Handlers,
+    tokens: StopTokens,
+) -> Result<WorkerExit, WorkerError> {
+    let Some(bus) = connect(&config, &tokens).await else {
+        return Ok(WorkerExit::Stopped);
+    };
+    if !register(&bus, &config, &mut info, &tokens).await {
+        return Ok(WorkerExit::Stopped);
+    }
+    tracing::info!(worker = %info.id, role = %info.role, generation = info.generation, namespace = %config.namespace, "worker registered");
+    let runner = Runner {
+        bus,
+        config,
+        info,
+        handlers,
+        tokens,
+        fenced: CancellationToken::new(),
+    };
+    runner.serve().await
+}
+
+/// Connects, retrying with backoff while Redis is unreachable; `None` if stopped first.
+async fn connect(config: &Config, tokens: &StopTokens) -> Option<Bus> {
+    let mut backoff = Backoff::redis();
+    loop {
+        match Bus::connect(config).await {
+            Ok(bus) => return Some(bus),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(attempt = backoff.attempt(), retry_in_ms = delay.as_millis() as u64, error = %e, "cannot connect to Redis; retrying");
+                if sleep_or_stop(delay, &tokens.stop).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Registers, retrying while Redis is unreachable; false if stopped first.
+async fn register(bus: &Bus, config: &Config, info: &mut WorkerInfo, tokens: &StopTokens) -> bool {
+    let mut backoff = Backoff::redis();
+    loop {
+        match bus.register(info, config.heartbeat_ttl).await {
+            Ok(_) => return true,
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(attempt = backoff.attempt(), retry_in_ms = delay.as_millis() as u64, error = %e, "cannot register; retrying");
+                if sleep_or_stop(delay, &tokens.stop).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps for `delay`; returns true if `stop` was cancelled first.
+async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => true,
+        _ = tokio::time::sleep(delay) => false,
+    }
+}
+
+impl Runner {
+    fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    async fn serve(self) -> Result<WorkerExit, WorkerError> {
+        let heartbeat_stop = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat::run(
+            self.bus.clone(),
+            self.info.clone(),
+            self.config.heartbeat_interval,
+            self.config.heartbeat_ttl,
+            heartbeat_stop.clone(),
+            self.fenced.clone(),
+        ));
+        self.recover().await;
+        self.emit(Event::new(
+            EventKind::WorkerStarted,
+            self.id(),
+            json!({
+                "role": self.info.role,
+                "pid": self.info.pid,
+                "generation": self.info.generation,
+                "version": self.info.version,
+                "pane": self.info.pane,
+                "handlers": self.handlers.kinds().collect::<Vec<_>>(),
+            }),
+        ))
+        .await;
+        let flow = self.command_loop().await;
+        heartbeat_stop.cancel();
+        let _ = heartbeat.await;
+        let (reason, outcome) = match flow {
+            Flow::Shutdown => ("shutdown command", Ok(WorkerExit::ShutdownCommand)),
+            Flow::Fenced(current) => (
+                "fenced",
+                Err(WorkerError::Fenced {
+                    worker: self.id().to_string(),
+                    generation: self.info.generation,
+                    current,
+                }),
+            ),
+            Flow::Stop | Flow::Continue => ("stop requested", Ok(WorkerExit::Stopped)),
+        };
+        if !matches!(flow, Flow::Fenced(_)) {
+            match self
+                .bus
+                .deregister(self.id(), &self.info.role, self.info.generation)
+                .await
+            {
+                Ok(_) => tracing::info!(worker = %self.id(), "deregistered"),
+                Err(e) => tracing::error!(worker = %self.id(), error = %e, "could not deregister; the heartbeat will expire instead"),
+            }
+        }
+        self.emit(Event::new(
+            EventKind::WorkerStopped,
+            self.id(),
+            json!({"reason": reason, "generation": self.info.generation, "pid": self.info.pid}),
+        ))
+        .await;
+        tracing::info!(worker = %self.id(), reason, "worker stopped");
+        outcome
+    }
+
+    /// Requeues what an earlier incarnation left in the processing list.
+    async fn recover(&self) {
+        match self.bus.recover_unacked(self.id(), self.info.generation).await {
+            Ok(o) if o.requeued + o.dead_lettered > 0 => {
+                tracing::warn!(worker = %self.id(), requeued = o.requeued, dead_lettered = o.dead_lettered, "recovered commands a previous incarnation left unacknowledged");
+                self.emit(Event::new(
+                    EventKind::CommandRequeued,
+                    self.id(),
+                    json!({"requeued": o.requeued, "dead_lettered": o.dead_lettered, "by": "worker start-up"}),
+                ))
+                .await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(worker = %self.id(), error = %e, "could not recover unacknowledged commands; they stay in the processing list"),
+        }
+    }
+
+    async fn emit(&self, event: Event) {
+        if let Err(e) = self.bus.emit(&event).await {
+            tracing::warn!(worker = %self.id(), event = %event.kind, error = %e, "could not record event");
+        }
+    }
+
+    async fn command_loop(&self) -> Flow {
+        let mut blocking: Option<BlockingConnection> = None;
+        let mut backoff = Backoff::redis();
+        // After a connection error a command may sit in the processing list with nobody
+        // running it (a BLMOVE served just as the connection broke): look there first.
+        let mut check_orphans = false;
+        loop {
+            if self.fenced.is_cancelled() {
+                return self.fenced_flow().await;
+            }
+            if self.tokens.stop.is_cancelled() {
+                return Flow::Stop;
+            }
+            let next = if check_orphans {
+                self.bus.oldest_unacked(self.id()).await.map(|orphan| {
+                    check_orphans = orphan.is_some();
+                    orphan
+                })
+            } else {
+                self.take(&mut blocking).await
+            };
+            let delivery = match next {
+                Ok(Some(d)) => d,
+                Ok(None) => {
+                    backoff.reset();
+                    continue;
+                }
+                Err(e) => {
+                    blocking = None;
+                    check_orphans = true;
+                    let delay = backoff.next_delay();
+                    tracing::warn!(worker = %self.id(), attempt = backoff.attempt(), retry_in_ms = delay.as_millis() as u64, error = %e, "cannot take commands; retrying");
+                    if sleep_or_stop(delay, &self.tokens.stop).await {
+                        return Flow::Stop;
+                    }
+                    if backoff.attempt() == 1 || backoff.attempt() % 10 == 0 {
+                        self.ensure_registered().await;
+                    }
+                    continue;
+                }
+            };
+            if backoff.attempt() > 0 {
+                tracing::info!(worker = %self.id(), failures = backoff.attempt(), "Redis is reachable again");
+                self.ensure_registered().await;
+                backoff.reset();
+            }
+            if self.tokens.stop.is_cancelled() {
+                // Taken while stopping: give it back untouched.
+                self.give_back(&delivery.raw).await;
+                return Flow::Stop;
+            }
+            match self.process(delivery).await {
+                Flow::Continue => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn fenced_flow(&self) -> Flow {
+        Flow::Fenced(self.bus.generation(self.id()).await.unwrap_or(0))
+    }
+
+    /// A heartbeat right away, so a worker whose record Redis lost registers again as soon
+    /// as Redis is back rather than at the next heartbeat.
+    async fn ensure_registered(&self) {
+        match heartbeat::beat(&self.bus, &self.info, self.config.heartbeat_ttl).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => self.fenced.cancel(),
+            Err(e) => tracing::debug!(worker = %self.id(), error = %e, "registration check failed"),
+        }
+    }
+
+    /// One BLMOVE on the dedicated connection, ended early by CLIENT UNBLOCK on a stop
+    /// request (never by dropping it, which would leave it parked in Redis).
+    async fn take(&self, blocking: &mut Option<BlockingConnection>) -> Result<Option<Delivery>, BusError> {
+        if blocking.is_none() {
+            *blocking = Some(self.bus.blocking_connection().await?);
+        }
+        let conn = blocking.as_mut().expect("just set");
+        let client_id = conn.client_id();
+        let take = self.bus.take(conn, self.id(), TAKE_BLOCK);
+        tokio::pin!(take);
+        tokio::select! {
+            r = &mut take => r,
+            _ = self.tokens.stop.cancelled() => {
+                if let Err(e) = self.bus.unblock(client_id).await {
+                    tracing::debug!(error = %e, "CLIENT UNBLOCK failed");
+                }
+                match tokio::time::timeout(Duration::from_secs(2), take).await {
+                    Ok(r) => r,
+                    // Redis does not answer: the command (if any) stays in the processing
+                    // list and the next incarnation recovers it.
+                    Err(_) => Ok(None),
+                }
+            }
+            _ = self.fenced.cancelled() => Ok(None),
+        }
+    }
+
+    /// Puts a taken command back at the head of the queue.
+    async fn give_back(&self, raw: &str) {
+        match self.bus.return_to_queue(self.id(), raw).await {
+            Ok(_) => {
+                tracing::info!(worker = %self.id(), "returned the command in flight to the head of the queue");
+                if let Ok(cmd) = serde_json::from_str::<Command>(raw) {
+                    self.emit(
+                        Event::new(EventKind::CommandRequeued, self.id(), json!({"by": "stopping worker"}))
+                            .with_command(cmd.id),
+                    )
+                    .await;
+                }
+            }
+            Err(e) => tracing::error!(worker = %self.id(), error = %e, "could not return the command in flight to the queue; it stays in the processing list and is recovered at the next start"),
+        }
+    }
+
+    async fn process(&self, delivery: Delivery) -> Flow {
+        let started_ms = now_ms();
+        let cmd = match delivery.command {
+            Ok(cmd) => cmd,
+            Err(reason) => return self.finish_poison(&delivery.raw, reason).await,
+        };
+        tracing::info!(worker = %self.id(), command_id = %cmd.id, r#type = %cmd.kind, attempt = cmd.attempt, "command received");
+        if cmd.attempt > cmd.max_attempts {
+            let error = format!(
+                "attempt {} is past max_attempts {}",
+                cmd.attempt, cmd.max_attempts
+            );
+            let outcome = Err((error, DlqReason::AttemptsExhausted));
+            return self.finish(&cmd, &delivery.raw, started_ms, outcome).await;
+        }
+        let (_, run) = tokio::join!(self.mark_received(&cmd), self.run_handler(&cmd));
+        match run {
+            Run::Done(outcome) => self.finish(&cmd, &delivery.raw, started_ms, outcome).await,
+            Run::ShutdownRequested => {
+                let outcome = Ok(json!({"shutdown": true, "worker": self.id()}));
+                match self.finish(&cmd, &delivery.raw, started_ms, outcome).await {
+                    Flow::Continue => Flow::Shutdown,
+                    other => other,
+                }
+            }
+            Run::Interrupted => {
+                self.give_back(&delivery.raw).await;
+                Flow::Stop
+            }
+            Run::Fenced => self.fenced_flow().await,
+        }
+    }
+
+    /// Marks the worker busy and records `command_received`; failures are only logged.
+    async fn mark_received(&self, cmd: &Command) {
+        let mut pipe = redis::pipe();
+        pipe.add_command(self.bus.set_state_cmd(self.id(), WorkerState::Busy, Some(&cmd.id)))
+            .ignore();
+        let event = Event::new(
+            EventKind::CommandReceived,
+            self.id(),
+            json!({"type": cmd.kind, "attempt": cmd.attempt, "origin": cmd.origin}),
+        )
+        .with_command(cmd.id.clone());
+        pipe.add_command(self.bus.emit_cmd(&event)).ignore();
+        let done: Result<(), redis::RedisError> = pipe.query_async(&mut self.bus.connection()).await;
+        if let Err(e) = done {
+            tracing::warn!(worker = %self.id(), command_id = %cmd.id, error = %e, "could not mark the command received");
+        }
+    }
+
+    async fn run_handler(&self, cmd: &Command) -> Run {
+        if cmd.kind == "shutdown" {
+            return Run::ShutdownRequested;
+        }
+        let Some(handler) = self.handlers.get(&cmd.kind) else {
+            return Run::Done(Err((self.unknown_type_message(&cmd.kind), DlqReason::UnknownType)));
+        };
+        let timeout = cmd
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.config.command_timeout);
+        let ctx = HandlerContext {
+            worker_id: self.id().to_string(),
+            role: self.info.role.clone(),
+            timeout,
+            deadline: std::time::Instant::now() + timeout,
+            stopping: self.tokens.stop.clone(),
+        };
+        let stop_after_grace = async {
+            self.tokens.stop.cancelled().await;
+            tracing::info!(worker = %self.id(), command_id = %cmd.id, grace_s = SHUTDOWN_GRACE.as_secs(), "stopping: letting the command in flight finish");
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            biased;
+            _ = self.tokens.force.cancelled() => Run::Interrupted,
+            _ = self.fenced.cancelled() => Run::Fenced,
+            _ = stop_after_grace => Run::Interrupted,
+            r = tokio::time::timeout(timeout, handler.handle(cmd, &ctx)) => match r {
+                Ok(Ok(value)) => Run::Done(Ok(value)),
+                Ok(Err(e)) => Run::Done(Err((e.message, DlqReason::Failed))),
+                Err(_) => Run::Done(Err((
+                    format!(
+                        "timed out after {} (set the command's timeout or PANEBUS_COMMAND_TIMEOUT)",
+                        humantime::format_duration(timeout)
+                    ),
+                    DlqReason::Timeout,
+                ))),
+            },
+        }
+    }
+
+    fn unknown_type_message(&self, kind: &str) -> String {
+        let mut builtin: Vec<&str> = self.handlers.kinds().collect();
+        builtin.push("shutdown");
+        builtin.sort_unstable();
+        let known = builtin.join(", ");
+        if kind == "prompt" {
+            format!(
+                "no handler for command type prompt on this worker (handled: {known}); \
+                 start the worker with --handler prompt=PROGRAM"
+            )
+        } else {
+            format!(
+                "no handler for command type {kind} (handled: {known}; add one with --handler {kind}=PROGRAM)"
+            )
+        }
+    }
+
+    /// Stores the result, dead-letters a failure, acks and records the outcome, in one
+    /// round trip; retried while Redis is unreachable.
+    async fn finish(
+        &self,
+        cmd: &Command,
+        raw: &str,
+        started_ms: u64,
+        outcome: Result<Value, (String, DlqReason)>,
+    ) -> Flow {
+        let finished_ms = now_ms();
+        let (ok, value, error, reason) = match outcome {
+            Ok(v) => (true, Some(v), None, None),
+            Err((e, r)) => (false, None, Some(e), Some(r)),
+        };
+        let result = CommandResult {
+            command_id: cmd.id.clone(),
+            worker: self.id().to_string(),
+            ok,
+            result: value,
+            error: error.clone(),
+            started_ms,
+            finished_ms,
+            attempt: cmd.attempt,
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(self.bus.store_result_cmd(&result)).ignore();
+        let event = match (&error, reason) {
+            (Some(error), Some(reason)) => {
+                let entry = DlqEntry {
+                    id: new_id(),
+                    command: DlqCommand::Parsed(Box::new(cmd.clone())),
+                    error: error.clone(),
+                    worker: self.id().to_string(),
+                    ts_ms: finished_ms,
+                    reason,
+                };
+                self.bus.dlq_push_cmds(&entry, &mut pipe);
+                tracing::warn!(worker = %self.id(), command_id = %cmd.id, r#type = %cmd.kind, reason = %reason, error = %error, dlq_entry = %entry.id, "command failed");
+                Event::new(
+                    EventKind::CommandFailed,
+                    self.id(),
+                    json!({"type": cmd.kind, "reason": reason, "error": error, "dlq_entry": entry.id, "attempt": cmd.attempt}),
+                )
+            }
+            _ => {
+                tracing::info!(worker = %self.id(), command_id = %cmd.id, r#type = %cmd.kind, duration_ms = finished_ms - started_ms, "command completed");
+                Event::new(
+                    EventKind::CommandCompleted,
+                    self.id(),
+                    json!({"type": cmd.kind, "duration_ms": finished_ms - started_ms, "attempt": cmd.attempt}),
+                )
+            }
+        };
+        pipe.add_command(self.bus.ack_cmd(self.id(), raw, self.info.generation));
+        pipe.add_command(self.bus.emit_cmd(&event.with_command(cmd.id.clone())))
+            .ignore();
+        self.run_ack_pipeline(&pipe, Some(&cmd.id)).await
+    }
+
+    /// Sends an element that is not a valid command to the DLQ and acks it.
+    async fn finish_poison(&self, raw: &str, reason: String) -> Flow {
+        let entry = DlqEntry {
+            id: new_id(),
+            command: DlqCommand::Raw(raw.to_string()),
+            error: reason.clone(),
+            worker: self.id().to_string(),
+            ts_ms: now_ms(),
+            reason: DlqReason::Poison,
+        };
+        tracing::warn!(worker = %self.id(), dlq_entry = %entry.id, error = %reason, "queue held something that is not a command; moved to the DLQ");
+        let mut pipe = redis::pipe();
+        self.bus.dlq_push_cmds(&entry, &mut pipe);
+        pipe.add_command(self.bus.ack_cmd(self.id(), raw, self.info.generation));
+        let event = Event::new(
+            EventKind::CommandFailed,
+            self.id(),
+            json!({"reason": DlqReason::Poison, "error": reason, "dlq_entry": entry.id}),
+        );
+        pipe.add_command(self.bus.emit_cmd(&event)).ignore();
+        self.run_ack_pipeline(&pipe, None).await
+    }
+
+    /// Runs a pipeline whose only non-ignored reply is an ack, retrying while Redis is
+    /// unreachable (every step in it is idempotent).
+    async fn run_ack_pipeline(&self, pipe: &redis::Pipeline, command_id: Option<&str>) -> Flow {
+        let mut backoff = Backoff::redis();
+        loop {
+            let reply: Result<((i64, u64),), redis::RedisError> =
+                pipe.query_async(&mut self.bus.connection()).await;
+            let error = match reply {
+                Ok((ack,)) => match Bus::ack_reply(self.id(), self.info.generation, ack) {
+                    Ok(true) => return Flow::Continue,
+                    Ok(false) => {
+                        tracing::warn!(worker = %self.id(), command_id = command_id.unwrap_or("-"), "acked command was no longer in the processing list (requeued by someone else, or Redis lost data)");
+                        return Flow::Continue;
+                    }
+                    Err(BusError::Fenced { actual, .. }) => return Flow::Fenced(actual),
+                    Err(e) => e,
+                },
+                Err(e) => BusError::Redis(e),
+            };
+            if !error.is_connection_error() {
+                tracing::error!(worker = %self.id(), command_id = command_id.unwrap_or("-"), error = %error, "could not record the outcome; the command stays in the processing list");
+                return Flow::Continue;
+            }
+            if self.tokens.force.is_cancelled() {
+                tracing::error!(worker = %self.id(), command_id = command_id.unwrap_or("-"), "stopping with Redis unreachable: the outcome is lost and the command will be redelivered");
+                return Flow::Stop;
+            }
+            let delay = backoff.next_delay();
+            tracing::warn!(worker = %self.id(), command_id = command_id.unwrap_or("-"), attempt = backoff.attempt(), retry_in_ms = delay.as_millis() as u64, error = %error, "cannot record the outcome; retrying");
+            tokio::select! {
+                _ = self.tokens.force.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! The Redis control plane against a real redis-server: queueing limits, at-least-once
+//! delivery with fenced requeue, results, registry, DLQ, events and namespace isolation.
+
+mod support;
+
+use std::time::Duration;
+
+use panebus::bus::{Bus, BusError, HeartbeatStatus};
+use panebus::config::Config;
+use panebus::schema::{
+    now_ms, Command, CommandResult, DlqCommand, DlqEntry, DlqReason, Event, EventKind, WorkerInfo,
+    WorkerState,
+};
+use serde_json::json;
+use support::RedisServer;
+
+fn config(redis: &RedisServer, namespace: &str) -> Config {
+    let mut c = Config::from_lookup(|_| None).unwrap();
+    c.redis_url = redis.url();
+    c.namespace = namespace.to_string();
+    c.node = "testnode".to_string();
+    c
+}
+
+async fn bus(redis: &RedisServer) -> Bus {
+    Bus::connect(&config(redis, "t")).await.unwrap()
+}
+
+fn info(id: &str, role: &str) -> WorkerInfo {
+    WorkerInfo {
+        id: id.to_string(),
+        role: role.to_string(),
+        node: "testnode".into(),
+        pane: id.rsplit('/').next().unwrap().into(),
+        pid: std::process::id(),
+        generation: 0,
+        version: "test".into(),
+        started_ms: now_ms(),
+        current_command: None,
+        state: WorkerState::Idle,
+        argv: vec!["panebus".into(), "worker".into()],
+        cwd: "/".into(),
+        session: None,
+    }
+}
+
+async fn registered(bus: &Bus, id: &str, role: &str) -> WorkerInfo {
+    let mut i = info(id, role);
+    bus.register(&mut i, Duration::from_secs(60)).await.unwrap();
+    i
+}
+
+fn ping() -> Command {
+    Command::new("ping", json!({}), "test")
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_fast_with_the_url() {
+    let mut c = Config::from_lookup(|_| None).unwrap();
+    // A port nothing listens on: bind and drop to find one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    c.redis_url = format!("redis://127.0.0.1:{port}/0");
+    let started = std::time::Instant::now();
+    let err = Bus::connect(&c).await.err().expect("connect must fail");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(matches!(err, BusError::Unreachable { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&port.to_string()) && text.contains("PANEBUS_REDIS_URL"), "{text}");
+}
+
+#[tokio::test]
+async fn enqueue_take_ack_round_trip_keeps_fifo_order() {
+    let redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let w = "testnode/%1";
+    let me = registered(&bus, w, "worker").await;
+    let first = ping();
+    let second = Command::new("echo", json!({"n": 2}), "test");
+    assert_eq!(bus.enqueue(w, &first, false).await.unwrap(), 1);
+    assert_eq!(bus.enqueue(w, &second, false).await.unwrap(), 2);
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    let got = bus
+        .take(&mut blocking, w, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.command.as_ref().unwrap().id, first.id);
+    assert_eq!(bus.processing_len(w).await.unwrap(), 1);
+    assert!(bus.ack(w, &got.raw, me.generation).await.unwrap());
+    assert_eq!(bus.processing_len(w).await.unwrap(), 0);
+    let got = bus
+        .take(&mut blocking, w, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.command.unwrap().id, second.id);
+    // Empty queue: the take times out with nothing.
+    assert!(bus
+        .take(&mut blocking, w, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn unknown_worker_is_refused_unless_forced() {
+    let redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let err = bus.enqueue("testnode/%9", &ping(), false).await.unwrap_err();
+    assert!(matches!(err, BusError::UnknownWorker { .. }), "{err:?}");
+    assert!(err.to_string().contains("testnode/%9"));
+    assert_eq!(bus.queue_depth("testnode/%9").await.unwrap(), 0);
+    assert_eq!(bus.enqueue("testnode/%9", &ping(), true).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn depth_limit_holds_under_concurrent_dispatchers() {
+    let redis = RedisServer::start();
+    let mut c = config(&redis, "t");
+    c.max_queue_depth = 25;
+    let bus = Bus::connect(&c).await.unwrap();
+    let w = "testnode/%1";
+    registered(&bus, w, "worker").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let bus = Bus::connect(&c).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut full) = (0, 0);
+            for _ in 0..20 {
+                match bus.enqueue(w, &ping(), false).await {
+                    Ok(_) => ok += 1,
+                    Err(BusError::QueueFull { depth, .. }) => {
+                        assert_eq!(depth, 25);
+                        full += 1
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (ok, full)
+        }));
+    }
+    let (mut ok, mut full) = (0, 0);
+    for t in tasks {
+        let (o, f) = t.await.unwrap();
+        ok += o;
+        full += f;
+    }
+    assert_eq!(ok, 25);
+    assert_eq!(full, 160 - 25);
+    assert_eq!(bus.queue_depth(w).await.unwrap(), 25);
+}
+
+#[tokio::test]
+async fn oversize_and_malformed_payloads_are_refused_and_nothing_is_queued() {
+    let redis = RedisServer::start();
+    let mut c = config(&redis, "t");
+    c.max_payload_bytes = 1000;
+    let bus = Bus::connect(&c).await.unwrap();
+    let w = "testnode/%1";
+    registered(&bus, w, "worker").await;
+    let big = Command::new("echo", json!({"text": "x".repeat(2000)}), "test");
+    let err = bus.enqueue(w, &big, false).await.unwrap_err();
+    assert!(matches!(err, BusError::PayloadTooLarge { limit: 1000, .. }), "{err:?}");
+    assert!(err.to_string().contains("PANEBUS_MAX_PAYLOAD_BYTES"));
+    let not_object = Command::new("echo", json!("text"), "test");
+    assert!(matches!(
+        bus.enqueue(w, &not_object, false).await.unwrap_err(),
+        BusError::InvalidPayload(_)
+    ));
+    for bad in ["{\"text\": ", "[1,2]", "not json", "\"str\""] {
+        let err = panebus::bus::parse_payload(bad).unwrap_err();
+        assert!(matches!(err, BusError::InvalidPayload(_)), "{bad}: {err:?}");
+        assert!(err.to_string().contains("JSON object"), "{err}");
+    }
+    assert_eq!(bus.queue_depth(w).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn hostile_text_passes_through_literally() {
+    let redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let w = "testnode/%1";
+    registered(&bus, w, "worker").await;
+    let hostile = "a; rm -rf / \n#{pane_id} #(echo hi) $(id) `id` 'q' \"dq\" \\ %% \u{0}\u{1b}[31m é";
+    let cmd = Command::new("echo", json!({"text": hostile}), hostile);
+    bus.enqueue(w, &cmd, false).await.unwrap();
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    let got = bus
+        .take(&mut blocking, w, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap()
+        .command
+        .unwrap();
+    assert_eq!(got.payload["text"], hostile);
+    assert_eq!(got.origin, hostile);
+}
+
+#[tokio::test]
+async fn requeue_is_fenced_by_generation_and_counts_attempts() {
+    let redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let w = "testnode/%1";
+    let old = registered(&bus, w, "worker").await;
+    let mut cmds = Vec::new();
+    for i in 0..3 {
+        let mut c = Command::new("echo", json!({"i": i}), "test");
+        c.max_attempts = 2;
+        bus.enqueue(w, &c, false).await.unwrap();
+        cmds.push(c);
+    }
+    // The last one is already on its final attempt.
+    let mut last = Command::new("echo", json!({"i": "last"}), "test");
+    last.max_attempts = 2;
+    last.attempt = 2;
+    bus.enqueue(w, &last, false).await.unwrap();
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    for _ in 0..4 {
+        bus.take(&mut blocking, w, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(bus.processing_len(w).await.unwrap(), 4);
+
+    // A stale expectation is refused and nothing moves.
+    let err = bus.requeue_unacked(w, old.generation + 5).await.unwrap_err();
+    assert!(matches!(err, BusError::Fenced { .. }), "{err:?}");
+    assert_eq!(bus.processing_len(w).await.unwrap(), 4);
+
+    let outcome = bus.requeue_unacked(w, old.generation).await.unwrap();
+    assert_eq!(outcome.requeued, 3);
+    assert_eq!(outcome.dead_lettered, 1);
+    assert_eq!(outcome.generation, old.generation + 1);
+    assert_eq!(bus.processing_len(w).await.unwrap(), 0);
+
+    // The old incarnation is fenced: its ack and heartbeat are refused.
+    let err = bus.ack(w, "whatever", old.generation).await.unwrap_err();
+    assert!(matches!(err, BusError::Fenced { .. }), "{err:?}");
+    assert_eq!(
+        bus.heartbeat(w, old.generation, Duration::from_secs(5)).await.unwrap(),
+        HeartbeatStatus::Fenced {
+            current_generation: old.generation + 1
+        }
+    );
+    // A second requeue with the same expectation does nothing.
+    assert!(bus.requeue_unacked(w, old.generation).await.is_err());
+
+    // Requeued in the original order, attempt + 1.
+    for expected in &cmds {
+        let got = bus
+            .take(&mut blocking, w, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .command
+            .unwrap();
+        assert_eq!(got.id, expected.id);
+        assert_eq!(got.attempt, 2);
+        assert_eq!(got.payload, expected.payload);
+    }
+    let dead = bus.dlq_list(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, DlqReason::AttemptsExhausted);
+    assert_eq!(dead[0].command.id(), Some(last.id.as_str()));
+}
+
+#[tokio::test]
+async fn a_new_incarnation_recovers_what_the_old_one_left() {
+    let redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let w = "testnode/%1";
+    registered(&bus, w, "worker").await;
+    let cmd = ping();
+    bus.enqueue(w, &cmd, false).await.unwrap();
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    bus.take(&mut blocking, w, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    // Poison in the processing list too.
+    let _: () = redis::cmd("LPUSH")
+        .arg(bus.keys().processing(w))
+        .arg("{broken")
+        .query(&mut redis.conn())
+        .unwrap();
+    let new = registered(&bus, w, "worker").await;
+    let outcome = bus.recover_unacked(w, new.generation).await.unwrap();
+    assert_eq!((outcome.requeued, outcome.dead_lettered), (1, 1));
+    assert_eq!(outcome.generation, new.generation);
+    let got = bus
+        .take(&mut blocking, w, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap()
+        .command
+        .unwrap();
+    assert_eq!((got.id, got.attempt), (cmd.id, 2));
+    let dead = bus.dlq_list(10).await.unwrap();
+    assert_eq!(dead[0].reason, DlqReason::Poison);
+    assert_eq!(dead[0].command, DlqCommand::Raw("{broken".into()));
+}
+
+#[tokio::test]
+async fn results_wake_every_waiter_and_are_readable_after() {
+    let redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let result = CommandResult {
+        command_id: "01TEST".into(),
+        worker: "testnode/%1".into(),
+        ok: true,
+        result: Some(json!({"pong": true})),
+        error: None,
+        started_ms: 1,
+        finished_ms: 2,
+        attempt: 1,
+    };
+    let mut waiters = Vec::new();
+    for _ in 0..3 {
+        let bus = bus.clone();
+        waiters.push(tokio::spawn(async move {
+            let mut blocking = bus.blocking_connection().await.unwrap();
+            bus.wait_result(&mut blocking, "01TEST", Duration::from_secs(20))
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bus.store_result(&result).await.unwrap();
+    for w in waiters {
+        assert_eq!(w.await.unwrap().unwrap(), result);
+    }
+    assert_eq!(bus.result("01TEST").await.unwrap().unwrap(), result);
+    // A wait that starts after the result was stored returns at once.
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    let again = bus
+        .wait_result(&mut blocking, "01TEST", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(again, result);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(bus.keys().result("01TEST"))
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(ttl > 0);
+    let err = bus
+        .wait_result(&mut blocking, "01MISSING", Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::Timeout { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn registry_tracks_roles_liveness_and_deregistration() {
+    let redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let a = registered(&bus, "testnode/%1", "reviewer").await;
+    registered(&bus, "testnode/%2", "reviewer").await;
+    registered(&bus, "testnode/%3", "planner").await;
+    assert_eq!(
+        bus.role_members("reviewer").await.unwrap(),
+        ["testnode/%1", "testnode/%2"]
+    );
+    assert_eq!(bus.role_members("planner").await.unwrap(), ["testnode/%3"]);
+    let all = bus.list_workers().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|w| w.alive && w.info.is_some()));
+    assert_eq!(all[0].info.as_ref().unwrap().role, "reviewer");
+
+    // Restarting %3 with another role moves it between role sets and bumps its generation.
+    let again = registered(&bus, "testnode/%3", "reviewer").await;
+    assert!(bus.role_members("planner").await.unwrap().is_empty());
+    assert_eq!(again.generation, 2);
+
+    let _: () = redis::cmd("DEL")
+        .arg(bus.keys().heartbeat("testnode/%2"))
+        .query(&mut redis.conn())
+        .unwrap();
+    let all = bus.list_workers().await.unwrap();
+    assert!(!all.iter().find(|w| w.id == "testnode/%2").unwrap().alive);
+
+    assert!(bus.deregister(&a.id, &a.role, a.generation).await.unwrap());
+    assert_eq!(bus.role_members("reviewer").await.unwrap().len(), 2);
+    assert!(!bus.is_registered(&a.id).await.unwrap());
+    // A fenced incarnation cannot deregister its successor.
+    assert!(!bus.deregister(&again.id, &again.role, 1).await.unwrap());
+    assert!(bus.is_registered(&again.id).await.unwrap());
+}
+
+#[tokio::test]
+async fn dlq_show_retry_and_purge() {
+    let redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let w = "testnode/%1";
+    registered(&bus, w, "worker").await;
+    let mut cmd = Command::new("echo", json!({"x": 1}), "test");
+    cmd.attempt = 3;
+    let entry = DlqEntry {
+        id: panebus::schema::new_id(),
+        command: DlqCommand::Parsed(Box::new(cmd.clone())),
+        error: "boom".into(),
+        worker: w.into(),
+        ts_ms: now_ms(),
+        reason: DlqReason::Failed,
+    };
+    bus.dlq_push(&entry).await.unwrap();
+    let raw_entry = DlqEntry {
+        id: panebus::schema::new_id(),
+        command: DlqCommand::Raw("{nope".into()),
+        error: "poison".into(),
+        worker: w.into(),
+        ts_ms: now_ms(),
+        reason: DlqReason::Poison,
+    };
+    bus.dlq_push(&raw_entry).await.unwrap();
+    assert_eq!(bus.dlq_len().await.unwrap(), 2);
+    assert_eq!(bus.dlq_list(10).await.unwrap()[0].id, raw_entry.id);
+    // By entry id or by command id.
+    assert_eq!(bus.dlq_show(&entry.id).await.unwrap(), entry);
+    assert_eq!(bus.dlq_show(&cmd.id).await.unwrap(), entry);
+    assert!(matches!(
+        bus.dlq_show("nope").await.unwrap_err(),
+        BusError::NotFound(_)
+    ));
+
+    let report = bus.dlq_retry_all().await.unwrap();
+    assert_eq!(report.retried.len(), 1);
+    assert_eq!(report.failed.len(), 1);
+    assert!(report.failed[0].1.to_string().contains("cannot be retried"));
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    let again = bus
+        .take(&mut blocking, w, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap()
+        .command
+        .unwrap();
+    assert_eq!((again.id, again.attempt), (cmd.id, 1));
+    assert_eq!(bus.dlq_len().await.unwrap(), 1);
+    assert_eq!(bus.dlq_purge().await.unwrap(), 1);
+    assert_eq!(bus.dlq_len().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn events_are_capped_readable_and_followable() {
+    let redis = RedisServer::start();
+    let mut c = config(&redis, "t");
+    c.events_maxlen = 100;
+    let bus = Bus::connect(&c).await.unwrap();
+    for i in 0..1000 {
+        bus.emit(&Event::new(EventKind::HeartbeatMissed, "testnode/%1", json!({"i": i})))
+            .await
+            .unwrap();
+    }
+    let len: usize = redis::cmd("XLEN")
+        .arg(bus.keys().events())
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(len < 1000, "stream not capped: {len}");
+    let recent = bus.recent_events(3).await.unwrap();
+    assert_eq!(recent.len(), 3);
+    assert_eq!(recent[2].event.details["i"], 999);
+    assert_eq!(recent[0].event.details["i"], 997);
+
+    let from = bus.last_event_id().await.unwrap();
+    let follower = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let mut blocking = bus.blocking_connection().await.unwrap();
+            bus.events_after(&mut blocking, &from, Duration::from_secs(20), 10)
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    bus.emit(&Event::new(EventKind::PaneRespawned, "testnode/%1", json!({})).with_command("c1"))
+        .await
+        .unwrap();
+    let got = follower.await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].event.kind, EventKind::PaneRespawned);
+    assert_eq!(got[0].event.command_id.as_deref(), Some("c1"));
+}
+
+#[tokio::test]
+async fn namespaces_on_one_redis_are_isolated() {
+    let redis = RedisServer::start();
+    let one = Bus::connect(&config(&redis, "one")).await.unwrap();
+    let two = Bus::connect(&config(&redis, "two")).await.unwrap();
+    let w = "testnode/%1";
+    registered(&one, w, "worker").await;
+    one.enqueue(w, &ping(), false).await.unwrap();
+    assert!(matches!(
+        two.enqueue(w, &ping(), false).await.unwrap_err(),
+        BusError::UnknownWorker { .. }
+    ));
+    assert!(two.list_workers().await.unwrap().is_empty());
+    assert_eq!(two.queue_depth(w).await.unwrap(), 0);
+    assert_eq!(one.queue_depth(w).await.unwrap(), 1);
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut redis.conn()).unwrap();
+    assert!(keys.iter().all(|k| k.starts_with("one:")), "{keys:?}");
+}
+
+#[tokio::test]
+async fn unblock_ends_a_parked_take_without_losing_commands() {
+    let redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let w = "testnode/%1";
+    registered(&bus, w, "worker").await;
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    let client_id = blocking.client_id();
+    let taker = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let r = bus.take(&mut blocking, w, Duration::from_secs(30)).await;
+            (r, blocking)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bus.unblock(client_id).await.unwrap();
+    let (r, blocking) = tokio::time::timeout(Duration::from_secs(5), taker)
+        .await
+        .expect("unblocked in time")
+        .unwrap();
+    assert!(r.unwrap().is_none());
+    // A command pushed afterwards stays in the queue: nothing was left parked.
+    bus.enqueue(w, &ping(), false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(bus.queue_depth(w).await.unwrap(), 1);
+    assert_eq!(bus.processing_len(w).await.unwrap(), 0);
+    drop(blocking);
+}
