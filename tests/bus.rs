@@ -69,7 +69,10 @@ async fn unreachable_redis_fails_fast_with_the_url() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(matches!(err, BusError::Unreachable { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains(&port.to_string()) && text.contains("PANEBUS_REDIS_URL"), "{text}");
+    assert!(
+        text.contains(&port.to_string()) && text.contains("PANEBUS_REDIS_URL"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -110,7 +113,10 @@ async fn enqueue_take_ack_round_trip_keeps_fifo_order() {
 async fn unknown_worker_is_refused_unless_forced() {
     let redis = RedisServer::start();
     let bus = bus(&redis).await;
-    let err = bus.enqueue("testnode/%9", &ping(), false).await.unwrap_err();
+    let err = bus
+        .enqueue("testnode/%9", &ping(), false)
+        .await
+        .unwrap_err();
     assert!(matches!(err, BusError::UnknownWorker { .. }), "{err:?}");
     assert!(err.to_string().contains("testnode/%9"));
     assert_eq!(bus.queue_depth("testnode/%9").await.unwrap(), 0);
@@ -164,7 +170,10 @@ async fn oversize_and_malformed_payloads_are_refused_and_nothing_is_queued() {
     registered(&bus, w, "worker").await;
     let big = Command::new("echo", json!({"text": "x".repeat(2000)}), "test");
     let err = bus.enqueue(w, &big, false).await.unwrap_err();
-    assert!(matches!(err, BusError::PayloadTooLarge { limit: 1000, .. }), "{err:?}");
+    assert!(
+        matches!(err, BusError::PayloadTooLarge { limit: 1000, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("PANEBUS_MAX_PAYLOAD_BYTES"));
     let not_object = Command::new("echo", json!("text"), "test");
     assert!(matches!(
@@ -185,7 +194,8 @@ async fn hostile_text_passes_through_literally() {
     let bus = bus(&redis).await;
     let w = "testnode/%1";
     registered(&bus, w, "worker").await;
-    let hostile = "a; rm -rf / \n#{pane_id} #(echo hi) $(id) `id` 'q' \"dq\" \\ %% \u{0}\u{1b}[31m é";
+    let hostile =
+        "a; rm -rf / \n#{pane_id} #(echo hi) $(id) `id` 'q' \"dq\" \\ %% \u{0}\u{1b}[31m é";
     let cmd = Command::new("echo", json!({"text": hostile}), hostile);
     bus.enqueue(w, &cmd, false).await.unwrap();
     let mut blocking = bus.blocking_connection().await.unwrap();
@@ -228,7 +238,10 @@ async fn requeue_is_fenced_by_generation_and_counts_attempts() {
     assert_eq!(bus.processing_len(w).await.unwrap(), 4);
 
     // A stale expectation is refused and nothing moves.
-    let err = bus.requeue_unacked(w, old.generation + 5).await.unwrap_err();
+    let err = bus
+        .requeue_unacked(w, old.generation + 5)
+        .await
+        .unwrap_err();
     assert!(matches!(err, BusError::Fenced { .. }), "{err:?}");
     assert_eq!(bus.processing_len(w).await.unwrap(), 4);
 
@@ -242,7 +255,9 @@ async fn requeue_is_fenced_by_generation_and_counts_attempts() {
     let err = bus.ack(w, "whatever", old.generation).await.unwrap_err();
     assert!(matches!(err, BusError::Fenced { .. }), "{err:?}");
     assert_eq!(
-        bus.heartbeat(w, old.generation, Duration::from_secs(5)).await.unwrap(),
+        bus.heartbeat(w, old.generation, Duration::from_secs(5))
+            .await
+            .unwrap(),
         HeartbeatStatus::Fenced {
             current_generation: old.generation + 1
         }
@@ -451,9 +466,13 @@ async fn events_are_capped_readable_and_followable() {
     c.events_maxlen = 100;
     let bus = Bus::connect(&c).await.unwrap();
     for i in 0..1000 {
-        bus.emit(&Event::new(EventKind::HeartbeatMissed, "testnode/%1", json!({"i": i})))
-            .await
-            .unwrap();
+        bus.emit(&Event::new(
+            EventKind::HeartbeatMissed,
+            "testnode/%1",
+            json!({"i": i}),
+        ))
+        .await
+        .unwrap();
     }
     let len: usize = redis::cmd("XLEN")
         .arg(bus.keys().events())
@@ -500,7 +519,10 @@ async fn namespaces_on_one_redis_are_isolated() {
     assert!(two.list_workers().await.unwrap().is_empty());
     assert_eq!(two.queue_depth(w).await.unwrap(), 0);
     assert_eq!(one.queue_depth(w).await.unwrap(), 1);
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut redis.conn()).unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut redis.conn())
+        .unwrap();
     assert!(keys.iter().all(|k| k.starts_with("one:")), "{keys:?}");
 }
 

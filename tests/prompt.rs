@@ -10,7 +10,7 @@ fn agent(script: &str) -> AgentCommand {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/agents")
         .join(script);
-    AgentCommand::parse(&shell_words::join([path.to_str().unwrap(), "-p"])).unwrap()
+    AgentCommand::new(vec![path.to_str().unwrap().to_string(), "-p".to_string()]).unwrap()
 }
 
 fn request(text: &str, dir: Option<PathBuf>) -> PromptRequest {

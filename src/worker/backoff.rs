@@ -64,6 +64,9 @@ mod tests {
         b.reset();
         assert_eq!(b.next_base(), Duration::from_millis(100));
         let d = b.next_delay();
-        assert!(d >= Duration::from_millis(160) && d <= Duration::from_millis(240), "{d:?}");
+        assert!(
+            d >= Duration::from_millis(160) && d <= Duration::from_millis(240),
+            "{d:?}"
+        );
     }
 }

@@ -42,14 +42,17 @@ impl ExternalHandler {
             .ok_or_else(|| format!("invalid handler {spec:?}: {hint}"))?;
         let kind = kind.trim();
         if kind.is_empty() || kind.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("invalid handler {spec:?}: the type must be one word; {hint}"));
+            return Err(format!(
+                "invalid handler {spec:?}: the type must be one word; {hint}"
+            ));
         }
         if kind == "shutdown" {
             return Err("the `shutdown` type is built in and cannot be replaced".into());
         }
         let argv = split_words(program)
             .ok_or_else(|| format!("invalid handler {spec:?}: unbalanced quote in PROGRAM"))?;
-        let handler = ExternalHandler::new(argv).map_err(|e| format!("invalid handler {spec:?}: {e}; {hint}"))?;
+        let handler = ExternalHandler::new(argv)
+            .map_err(|e| format!("invalid handler {spec:?}: {e}; {hint}"))?;
         Ok((kind.to_string(), handler))
     }
 
@@ -85,15 +88,17 @@ impl ExternalHandler {
             let _ = stdin.write_all(cmd.to_json().as_bytes()).await;
             let _ = stdin.shutdown().await;
         }
-        let output = child
-            .wait_with_output()
-            .await
-            .map_err(|e| HandlerError::new(format!("waiting for handler {program:?} failed: {e}")))?;
+        let output = child.wait_with_output().await.map_err(|e| {
+            HandlerError::new(format!("waiting for handler {program:?} failed: {e}"))
+        })?;
         group.0 = None;
         if output.status.success() {
             return Ok(stdout_value(&output.stdout));
         }
-        let how = match (output.status.code(), std::os::unix::process::ExitStatusExt::signal(&output.status)) {
+        let how = match (
+            output.status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&output.status),
+        ) {
             (Some(code), _) => format!("exited with status {code}"),
             (None, Some(sig)) => format!("was killed by signal {sig}"),
             (None, None) => "failed".to_string(),
@@ -161,7 +166,9 @@ mod tests {
         let (kind, h) = ExternalHandler::parse_spec("build=make -C '/my src'").unwrap();
         assert_eq!(kind, "build");
         assert_eq!(h.argv(), ["make", "-C", "/my src"]);
-        assert!(ExternalHandler::parse_spec("nothing").unwrap_err().contains("TYPE=PROGRAM"));
+        assert!(ExternalHandler::parse_spec("nothing")
+            .unwrap_err()
+            .contains("TYPE=PROGRAM"));
         assert!(ExternalHandler::parse_spec("x=").is_err());
         assert!(ExternalHandler::parse_spec("=prog").is_err());
         assert!(ExternalHandler::parse_spec("shutdown=prog").is_err());

@@ -12,7 +12,11 @@ use crate::schema::WorkerInfo;
 
 /// Records one heartbeat, re-registering if needed. Returns `Err(current generation)` when
 /// fenced.
-pub async fn beat(bus: &Bus, info: &WorkerInfo, ttl: Duration) -> Result<Result<(), u64>, BusError> {
+pub async fn beat(
+    bus: &Bus,
+    info: &WorkerInfo,
+    ttl: Duration,
+) -> Result<Result<(), u64>, BusError> {
     match bus.heartbeat(&info.id, info.generation, ttl).await? {
         HeartbeatStatus::Alive => Ok(Ok(())),
         HeartbeatStatus::NeedsRegistration => {
@@ -28,7 +32,14 @@ pub async fn beat(bus: &Bus, info: &WorkerInfo, ttl: Duration) -> Result<Result<
 }
 
 /// Beats until `stop` is cancelled or the worker is fenced (then cancels `fenced`).
-pub async fn run(bus: Bus, info: WorkerInfo, interval: Duration, ttl: Duration, stop: CancellationToken, fenced: CancellationToken) {
+pub async fn run(
+    bus: Bus,
+    info: WorkerInfo,
+    interval: Duration,
+    ttl: Duration,
+    stop: CancellationToken,
+    fenced: CancellationToken,
+) {
     let mut failures = 0u32;
     loop {
         tokio::select! {

@@ -9,8 +9,15 @@ use crate::schema::{now_ms, WorkerInfo, WorkerState};
 /// The pane id from `TMUX_PANE` (e.g. `%3`), or `standalone-<random>` outside tmux.
 pub fn detect_pane(tmux_pane: Option<&str>) -> String {
     match tmux_pane.map(str::trim) {
-        Some(p) if p.starts_with('%') && p.len() > 1 && p[1..].chars().all(|c| c.is_ascii_digit()) => p.to_string(),
-        _ => format!("standalone-{}", ulid::Ulid::new().to_string().to_lowercase()),
+        Some(p)
+            if p.starts_with('%') && p.len() > 1 && p[1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            p.to_string()
+        }
+        _ => format!(
+            "standalone-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ),
     }
 }
 
@@ -24,13 +31,22 @@ pub async fn detect_session(pane: &str) -> Option<String> {
         .args(["display-message", "-p", "-t", pane, "#{session_name}"])
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(Duration::from_secs(1), output).await.ok()?.ok()?;
+    let output = tokio::time::timeout(Duration::from_secs(1), output)
+        .await
+        .ok()?
+        .ok()?;
     let name = String::from_utf8_lossy(&output.stdout).trim().to_string();
     (output.status.success() && !name.is_empty()).then_some(name)
 }
 
 /// The record a worker registers with (generation is filled in by registration).
-pub fn initial_info(config: &Config, pane: &str, role: &str, argv: Vec<String>, session: Option<String>) -> WorkerInfo {
+pub fn initial_info(
+    config: &Config,
+    pane: &str,
+    role: &str,
+    argv: Vec<String>,
+    session: Option<String>,
+) -> WorkerInfo {
     WorkerInfo {
         id: config.worker_id(pane),
         role: role.to_string(),

@@ -83,6 +83,10 @@ impl Worker {
     pub fn builder(config: Config) -> WorkerBuilder {
         let mut handlers = Handlers::new();
         handlers.insert("ping", Arc::new(builtin::Ping));
+        handlers.insert(
+            "prompt",
+            Arc::new(prompt::PromptHandler::from_config(&config)),
+        );
         WorkerBuilder {
             pane: identity::detect_pane(std::env::var("TMUX_PANE").ok().as_deref()),
             config,

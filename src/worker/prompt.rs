@@ -26,6 +26,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::Command as ProcessCommand;
 use tokio::time::{sleep_until, Instant};
 
+use super::handler::{Handler, HandlerContext, HandlerError, HandlerFuture};
+use crate::config::Config;
+use crate::schema::Command;
+
 /// The agent command line used when `PANEBUS_AGENT_CMD` is not set.
 pub const DEFAULT_AGENT_CMD: &str = "claude --dangerously-skip-permissions -p";
 
@@ -95,38 +99,40 @@ fn format_tail(lines: &[String]) -> String {
     }
 }
 
-/// The agent command line, split into argv once (no shell is ever involved).
+/// The agent command line as argv (split once, by [`crate::config::split_words`]; no shell
+/// is ever involved).
 #[derive(Debug, Clone)]
 pub struct AgentCommand {
-    line: String,
     argv: Vec<String>,
 }
 
 impl AgentCommand {
+    /// The agent from already split words, e.g. [`Config::agent_cmd`](crate::config::Config).
+    pub fn new(argv: Vec<String>) -> Result<Self, PromptError> {
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(PromptError::EmptyAgentCmd);
+        }
+        Ok(AgentCommand { argv })
+    }
+
     /// Splits a command line with POSIX shell quoting rules (quotes and backslashes group
     /// words; nothing is expanded or executed).
     pub fn parse(line: &str) -> Result<Self, PromptError> {
-        let argv = shell_words::split(line).map_err(|e| PromptError::BadAgentCmd {
+        let argv = crate::config::split_words(line).ok_or_else(|| PromptError::BadAgentCmd {
             line: line.to_string(),
-            reason: e.to_string(),
+            reason: "unbalanced quote or trailing backslash".to_string(),
         })?;
-        if argv.is_empty() {
-            return Err(PromptError::EmptyAgentCmd);
-        }
-        Ok(AgentCommand {
-            line: line.to_string(),
-            argv,
-        })
-    }
-
-    /// The command line as configured.
-    pub fn line(&self) -> &str {
-        &self.line
+        AgentCommand::new(argv)
     }
 
     /// The program and its fixed arguments.
     pub fn argv(&self) -> &[String] {
         &self.argv
+    }
+
+    /// The command line for messages (words joined by spaces).
+    pub fn line(&self) -> String {
+        self.argv.join(" ")
     }
 }
 
@@ -331,11 +337,11 @@ where
     let mut child = command.spawn().map_err(|source| match source.kind() {
         ErrorKind::NotFound => PromptError::AgentNotFound {
             program: agent.argv[0].clone(),
-            line: agent.line.clone(),
+            line: agent.line(),
         },
         _ => PromptError::Spawn {
             program: agent.argv[0].clone(),
-            line: agent.line.clone(),
+            line: agent.line(),
             source,
         },
     })?;
@@ -546,6 +552,66 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// The worker's `prompt` handler: runs the configured agent on the command's text.
+pub struct PromptHandler {
+    agent_cmd: Vec<String>,
+}
+
+impl PromptHandler {
+    /// A handler running `PANEBUS_AGENT_CMD` as read into `config`. An empty command is
+    /// reported on each prompt (the worker still serves its other command types).
+    pub fn from_config(config: &Config) -> Self {
+        PromptHandler {
+            agent_cmd: config.agent_cmd.clone(),
+        }
+    }
+}
+
+/// Time kept back from a command's limit so the handler can stop the agent (SIGTERM, grace,
+/// SIGKILL) and report its stderr before the worker gives up on the command: a quarter of
+/// the limit, at most [`KILL_GRACE`] plus one second.
+pub fn agent_time_limit(command_timeout: Duration) -> Duration {
+    let reserve = (KILL_GRACE + Duration::from_secs(1)).min(command_timeout / 4);
+    command_timeout - reserve
+}
+
+impl Handler for PromptHandler {
+    fn handle<'a>(&'a self, cmd: &'a Command, ctx: &'a HandlerContext) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let fail = |e: PromptError| HandlerError::new(e.to_string());
+            let agent = AgentCommand::new(self.agent_cmd.clone()).map_err(fail)?;
+            let request = PromptRequest::from_payload(&cmd.payload).map_err(fail)?;
+            let mut out = tokio::io::stdout();
+            let mut err = tokio::io::stderr();
+            let header = format!(
+                "--- prompt {} (attempt {}) -> {} in {}\n",
+                cmd.id,
+                cmd.attempt,
+                agent.argv[0],
+                request
+                    .working_dir
+                    .as_deref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| ".".to_string()),
+            );
+            let _ = out.write_all(header.as_bytes()).await;
+            let outcome = run_agent(
+                &agent,
+                &request,
+                agent_time_limit(ctx.timeout),
+                &mut out,
+                &mut err,
+            )
+            .await;
+            let _ = out
+                .write_all(format!("\n--- prompt {} done\n", cmd.id).as_bytes())
+                .await;
+            let _ = out.flush().await;
+            outcome.and_then(AgentOutcome::into_result).map_err(fail)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,6 +631,18 @@ mod tests {
             AgentCommand::parse("   "),
             Err(PromptError::EmptyAgentCmd)
         ));
+    }
+
+    #[test]
+    fn agent_time_limit_keeps_room_to_stop_the_agent() {
+        assert_eq!(
+            agent_time_limit(Duration::from_secs(600)),
+            Duration::from_secs(596)
+        );
+        assert_eq!(
+            agent_time_limit(Duration::from_secs(4)),
+            Duration::from_secs(3)
+        );
     }
 
     #[test]

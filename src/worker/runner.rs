@@ -22,8 +22,8 @@ use super::{heartbeat, StopTokens, WorkerError, WorkerExit, SHUTDOWN_GRACE};
 use crate::bus::{BlockingConnection, Bus, BusError, Delivery};
 use crate::config::Config;
 use crate::schema::{
-    new_id, now_ms, Command, CommandResult, DlqCommand, DlqEntry, DlqReason, Event, EventKind, WorkerInfo,
-    WorkerState,
+    new_id, now_ms, Command, CommandResult, DlqCommand, DlqEntry, DlqReason, Event, EventKind,
+    WorkerInfo, WorkerState,
 };
 
 /// How long one BLMOVE waits before the loop checks in (a stop request ends it earlier
@@ -172,7 +172,9 @@ impl Runner {
                 .await
             {
                 Ok(_) => tracing::info!(worker = %self.id(), "deregistered"),
-                Err(e) => tracing::error!(worker = %self.id(), error = %e, "could not deregister; the heartbeat will expire instead"),
+                Err(e) => {
+                    tracing::error!(worker = %self.id(), error = %e, "could not deregister; the heartbeat will expire instead")
+                }
             }
         }
         self.emit(Event::new(
@@ -187,7 +189,11 @@ impl Runner {
 
     /// Requeues what an earlier incarnation left in the processing list.
     async fn recover(&self) {
-        match self.bus.recover_unacked(self.id(), self.info.generation).await {
+        match self
+            .bus
+            .recover_unacked(self.id(), self.info.generation)
+            .await
+        {
             Ok(o) if o.requeued + o.dead_lettered > 0 => {
                 tracing::warn!(worker = %self.id(), requeued = o.requeued, dead_lettered = o.dead_lettered, "recovered commands a previous incarnation left unacknowledged");
                 self.emit(Event::new(
@@ -198,7 +204,9 @@ impl Runner {
                 .await;
             }
             Ok(_) => {}
-            Err(e) => tracing::error!(worker = %self.id(), error = %e, "could not recover unacknowledged commands; they stay in the processing list"),
+            Err(e) => {
+                tracing::error!(worker = %self.id(), error = %e, "could not recover unacknowledged commands; they stay in the processing list")
+            }
         }
     }
 
@@ -282,7 +290,10 @@ impl Runner {
 
     /// One BLMOVE on the dedicated connection, ended early by CLIENT UNBLOCK on a stop
     /// request (never by dropping it, which would leave it parked in Redis).
-    async fn take(&self, blocking: &mut Option<BlockingConnection>) -> Result<Option<Delivery>, BusError> {
+    async fn take(
+        &self,
+        blocking: &mut Option<BlockingConnection>,
+    ) -> Result<Option<Delivery>, BusError> {
         if blocking.is_none() {
             *blocking = Some(self.bus.blocking_connection().await?);
         }
@@ -314,13 +325,19 @@ impl Runner {
                 tracing::info!(worker = %self.id(), "returned the command in flight to the head of the queue");
                 if let Ok(cmd) = serde_json::from_str::<Command>(raw) {
                     self.emit(
-                        Event::new(EventKind::CommandRequeued, self.id(), json!({"by": "stopping worker"}))
-                            .with_command(cmd.id),
+                        Event::new(
+                            EventKind::CommandRequeued,
+                            self.id(),
+                            json!({"by": "stopping worker"}),
+                        )
+                        .with_command(cmd.id),
                     )
                     .await;
                 }
             }
-            Err(e) => tracing::error!(worker = %self.id(), error = %e, "could not return the command in flight to the queue; it stays in the processing list and is recovered at the next start"),
+            Err(e) => {
+                tracing::error!(worker = %self.id(), error = %e, "could not return the command in flight to the queue; it stays in the processing list and is recovered at the next start")
+            }
         }
     }
 
@@ -360,8 +377,11 @@ impl Runner {
     /// Marks the worker busy and records `command_received`; failures are only logged.
     async fn mark_received(&self, cmd: &Command) {
         let mut pipe = redis::pipe();
-        pipe.add_command(self.bus.set_state_cmd(self.id(), WorkerState::Busy, Some(&cmd.id)))
-            .ignore();
+        pipe.add_command(
+            self.bus
+                .set_state_cmd(self.id(), WorkerState::Busy, Some(&cmd.id)),
+        )
+        .ignore();
         let event = Event::new(
             EventKind::CommandReceived,
             self.id(),
@@ -369,7 +389,8 @@ impl Runner {
         )
         .with_command(cmd.id.clone());
         pipe.add_command(self.bus.emit_cmd(&event)).ignore();
-        let done: Result<(), redis::RedisError> = pipe.query_async(&mut self.bus.connection()).await;
+        let done: Result<(), redis::RedisError> =
+            pipe.query_async(&mut self.bus.connection()).await;
         if let Err(e) = done {
             tracing::warn!(worker = %self.id(), command_id = %cmd.id, error = %e, "could not mark the command received");
         }
@@ -380,7 +401,10 @@ impl Runner {
             return Run::ShutdownRequested;
         }
         let Some(handler) = self.handlers.get(&cmd.kind) else {
-            return Run::Done(Err((self.unknown_type_message(&cmd.kind), DlqReason::UnknownType)));
+            return Run::Done(Err((
+                self.unknown_type_message(&cmd.kind),
+                DlqReason::UnknownType,
+            )));
         };
         let timeout = cmd
             .timeout_ms
@@ -459,7 +483,8 @@ impl Runner {
             attempt: cmd.attempt,
         };
         let mut pipe = redis::pipe();
-        pipe.add_command(self.bus.store_result_cmd(&result)).ignore();
+        pipe.add_command(self.bus.store_result_cmd(&result))
+            .ignore();
         let event = match (&error, reason) {
             (Some(error), Some(reason)) => {
                 let entry = DlqEntry {

@@ -28,11 +28,17 @@ impl StopTokens {
         Ok(tokio::spawn(async move {
             while let Some(signal) = signals.next().await {
                 if tokens.stop.is_cancelled() {
-                    tracing::warn!(signal, "second stop signal: requeueing the command in flight and exiting");
+                    tracing::warn!(
+                        signal,
+                        "second stop signal: requeueing the command in flight and exiting"
+                    );
                     tokens.force.cancel();
                     break;
                 }
-                tracing::info!(signal, "stop signal: finishing the command in flight, then exiting");
+                tracing::info!(
+                    signal,
+                    "stop signal: finishing the command in flight, then exiting"
+                );
                 tokens.stop.cancel();
             }
         }))

@@ -34,7 +34,12 @@ impl RedisServer {
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         let port = free_port();
         let child = spawn_redis(dir.path(), port, &extra_args);
-        let mut server = RedisServer { child, port, dir, extra_args };
+        let mut server = RedisServer {
+            child,
+            port,
+            dir,
+            extra_args,
+        };
         // Another process may grab the port between our probe and redis's bind: retry.
         for _ in 0..5 {
             if server.wait_ready(Duration::from_secs(5)) {
@@ -75,7 +80,10 @@ impl RedisServer {
 
     /// A blocking connection for assertions.
     pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
     }
 
     /// Kills the server (SIGKILL) and waits for it.
@@ -88,7 +96,10 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         self.child = spawn_redis(self.dir.path(), self.port, &self.extra_args);
-        assert!(self.wait_ready(Duration::from_secs(10)), "redis-server did not restart");
+        assert!(
+            self.wait_ready(Duration::from_secs(10)),
+            "redis-server did not restart"
+        );
     }
 }
 
@@ -130,27 +141,44 @@ impl TmuxServer {
             .args(["new-session", "-d", "-s", session, "-x", "200", "-y", "50"])
             .output()
             .expect("run tmux (install it: apt-get install tmux)");
-        assert!(out.status.success(), "tmux new-session failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         server
     }
 
     /// A `tmux -S <socket> -f /dev/null` command with TMUX unset.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new("tmux");
-        c.arg("-S").arg(&self.socket).args(["-f", "/dev/null"]).env_remove("TMUX");
+        c.arg("-S")
+            .arg(&self.socket)
+            .args(["-f", "/dev/null"])
+            .env_remove("TMUX");
         c
     }
 
     /// Runs a tmux command and returns its stdout (panics on failure).
     pub fn run(&self, args: &[&str]) -> String {
         let out = self.cmd().args(args).output().expect("run tmux");
-        assert!(out.status.success(), "tmux {:?} failed: {}", args, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tmux {:?} failed: {}",
+            args,
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
 impl Drop for TmuxServer {
     fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = self
+            .cmd()
+            .arg("kill-server")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
