@@ -15,3 +15,4 @@ pub mod logging;
 pub mod schema;
 pub mod tmux;
 pub mod worker;
+pub mod workflow;
