@@ -4,8 +4,8 @@
 //! that the worker is registered in the same atomic step). The worker BLMOVEs it from the
 //! right end of `queue` onto `processing` (on its dedicated connection), runs it, stores the
 //! result and then acks by LREM from `processing`. Whatever is left in `processing` was taken
-//! by an incarnation that did not finish it: [`Bus::requeue_unacked`] puts it back (attempt
-//! + 1, or into the DLQ past `max_attempts`), but only while the worker's generation is the
+//! by an incarnation that did not finish it: [`Bus::requeue_unacked`] puts it back (with
+//! attempt raised by one, or into the DLQ past `max_attempts`), but only while the worker's generation is the
 //! one the caller expects, and it bumps the generation, which fences the old incarnation: its
 //! acks and heartbeats are refused from then on.
 

@@ -1,1 +1,44 @@
-//! (to be written)
+//! The command line: global flags and one subcommand per file.
+//!
+//! In this branch only `panebus worker` is wired; the full command set lives with the CLI.
+
+pub mod worker;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ConfigOverrides;
+
+/// Coordinate long-lived workers in tmux panes, with Redis as the control plane.
+#[derive(Debug, Parser)]
+#[command(name = "panebus", version)]
+pub struct Cli {
+    /// Redis URL (overrides PANEBUS_REDIS_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Bus namespace: prefix of every key (overrides PANEBUS_NAMESPACE).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub namespace: Option<String>,
+    /// Node name, first half of worker ids (overrides PANEBUS_NODE).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub node: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a worker in this tmux pane.
+    Worker(worker::WorkerArgs),
+}
+
+impl Cli {
+    /// The configuration overrides given as global flags.
+    pub fn overrides(&self) -> ConfigOverrides {
+        ConfigOverrides {
+            redis_url: self.redis_url.clone(),
+            namespace: self.namespace.clone(),
+            node: self.node.clone(),
+            ..Default::default()
+        }
+    }
+}

@@ -230,10 +230,10 @@ impl Runner {
                 return Flow::Stop;
             }
             let next = if check_orphans {
-                self.bus.oldest_unacked(self.id()).await.map(|orphan| {
-                    check_orphans = orphan.is_some();
-                    orphan
-                })
+                self.bus
+                    .oldest_unacked(self.id())
+                    .await
+                    .inspect(|orphan| check_orphans = orphan.is_some())
             } else {
                 self.take(&mut blocking).await
             };

@@ -1,0 +1,639 @@
+//! Workers against a real redis-server: in-process (embedder API) and as `panebus worker`
+//! processes (signals, SIGKILL between take and ack, Redis restarts, external handlers),
+//! and inside a private tmux server for pane detection.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use panebus::bus::{Bus, BusError};
+use panebus::config::Config;
+use panebus::schema::{Command, CommandResult, DlqCommand, DlqReason, EventKind};
+use panebus::worker::{handler_fn, HandlerError, StopTokens, Worker, WorkerError, WorkerExit};
+use serde_json::{json, Value};
+use support::{RedisServer, TmuxServer};
+
+const NODE: &str = "testnode";
+
+fn config(redis: &RedisServer) -> Config {
+    let mut c = Config::from_lookup(|_| None).unwrap();
+    c.redis_url = redis.url();
+    c.namespace = "wt".into();
+    c.node = NODE.into();
+    c.heartbeat_interval = Duration::from_millis(200);
+    c.heartbeat_ttl = Duration::from_secs(5);
+    c
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn wait_registered(bus: &Bus, worker: &str) {
+    wait_until(&format!("{worker} is registered"), || async {
+        bus.is_registered(worker).await.unwrap_or(false)
+    })
+    .await;
+}
+
+async fn dispatch(bus: &Bus, worker: &str, cmd: &Command) -> CommandResult {
+    bus.enqueue(worker, cmd, false).await.unwrap();
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    bus.wait_result(&mut blocking, &cmd.id, Duration::from_secs(30))
+        .await
+        .unwrap()
+}
+
+/// Starts an in-process worker on pane `pane`; returns its id, stop tokens and task.
+fn spawn_worker(
+    config: &Config,
+    pane: &str,
+    role: &str,
+) -> (
+    String,
+    StopTokens,
+    tokio::task::JoinHandle<Result<WorkerExit, WorkerError>>,
+) {
+    let tokens = StopTokens::new();
+    let builder = Worker::builder(config.clone())
+        .pane(pane)
+        .role(role)
+        .stop_tokens(tokens.clone())
+        .handler(
+            "reverse",
+            handler_fn(|cmd, _ctx| async move {
+                let text = cmd.payload["text"]
+                    .as_str()
+                    .ok_or_else(|| HandlerError::new("payload needs a \"text\" string"))?;
+                Ok(json!({"reversed": text.chars().rev().collect::<String>()}))
+            }),
+        );
+    let id = builder.worker_id();
+    (id, tokens, tokio::spawn(builder.run()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_custom_and_shutdown_round_trip_in_process() {
+    let redis = RedisServer::start();
+    let config = config(&redis);
+    let bus = Bus::connect(&config).await.unwrap();
+    let (id, _tokens, task) = spawn_worker(&config, "%1", "worker");
+    assert_eq!(id, "testnode/%1");
+    wait_registered(&bus, &id).await;
+
+    let ping = Command::new("ping", json!({}), "test");
+    let r = dispatch(&bus, &id, &ping).await;
+    assert!(r.ok, "{r:?}");
+    let value = r.result.unwrap();
+    assert_eq!(value["pong"], true);
+    assert_eq!(value["worker"], id);
+    assert!(value["latency_ms"].as_u64().is_some());
+
+    let rev = Command::new("reverse", json!({"text": "abc é"}), "test");
+    let r = dispatch(&bus, &id, &rev).await;
+    assert_eq!(r.result.unwrap()["reversed"], "é cba");
+    // A handler's own error is a failure with its message, and lands in the DLQ.
+    let bad = Command::new("reverse", json!({}), "test");
+    let r = dispatch(&bus, &id, &bad).await;
+    assert!(!r.ok);
+    assert!(r.error.unwrap().contains("\"text\""));
+    assert_eq!(bus.dlq_list(1).await.unwrap()[0].reason, DlqReason::Failed);
+    let info = bus.worker_info(&id).await.unwrap().unwrap();
+    assert_eq!(info.current_command, None);
+
+    let shutdown = Command::new("shutdown", json!({}), "test");
+    let r = dispatch(&bus, &id, &shutdown).await;
+    assert_eq!(r.result.unwrap()["shutdown"], true);
+    let exit = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, WorkerExit::ShutdownCommand);
+    assert!(!bus.is_registered(&id).await.unwrap());
+    assert_eq!(bus.processing_len(&id).await.unwrap(), 0);
+    let kinds: Vec<EventKind> = bus
+        .recent_events(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.kind)
+        .collect();
+    for k in [
+        EventKind::WorkerStarted,
+        EventKind::CommandReceived,
+        EventKind::CommandCompleted,
+        EventKind::CommandFailed,
+        EventKind::WorkerStopped,
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_type_and_poison_go_to_the_dlq_and_the_worker_survives() {
+    let redis = RedisServer::start();
+    let config = config(&redis);
+    let bus = Bus::connect(&config).await.unwrap();
+    let (id, tokens, task) = spawn_worker(&config, "%1", "worker");
+    wait_registered(&bus, &id).await;
+
+    let r = dispatch(&bus, &id, &Command::new("frobnicate", json!({}), "test")).await;
+    let error = r.error.unwrap();
+    assert!(
+        error.contains("no handler for command type frobnicate")
+            && error.contains("--handler frobnicate=PROGRAM")
+            && error.contains("ping"),
+        "{error}"
+    );
+    let r = dispatch(
+        &bus,
+        &id,
+        &Command::new("prompt", json!({"text": "hi"}), "test"),
+    )
+    .await;
+    assert!(r.error.unwrap().contains("--handler prompt=PROGRAM"));
+
+    let poison = "{\"id\": \"x\", \"type\": tru";
+    let _: () = redis::cmd("LPUSH")
+        .arg(bus.keys().queue(&id))
+        .arg(poison)
+        .query(&mut redis.conn())
+        .unwrap();
+    wait_until("the poison is dead-lettered", || async {
+        bus.dlq_list(10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.reason == DlqReason::Poison)
+    })
+    .await;
+    let entries = bus.dlq_list(10).await.unwrap();
+    let poisoned = entries
+        .iter()
+        .find(|e| e.reason == DlqReason::Poison)
+        .unwrap();
+    assert_eq!(poisoned.command, DlqCommand::Raw(poison.to_string()));
+    assert!(entries.iter().any(|e| e.reason == DlqReason::UnknownType));
+    // Still serving.
+    let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
+    assert!(r.ok);
+    assert_eq!(bus.processing_len(&id).await.unwrap(), 0);
+    tokens.stop.cancel();
+    assert_eq!(task.await.unwrap().unwrap(), WorkerExit::Stopped);
+    assert!(!bus.is_registered(&id).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_dead_letters_and_attempts_past_the_limit_are_not_run() {
+    let redis = RedisServer::start();
+    let config = config(&redis);
+    let bus = Bus::connect(&config).await.unwrap();
+    let tokens = StopTokens::new();
+    let builder = Worker::builder(config.clone())
+        .pane("%2")
+        .stop_tokens(tokens.clone())
+        .handler(
+            "slow",
+            handler_fn(|_cmd, _ctx| async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Value::Null)
+            }),
+        );
+    let id = builder.worker_id();
+    let task = tokio::spawn(builder.run());
+    wait_registered(&bus, &id).await;
+    let mut slow = Command::new("slow", json!({}), "test");
+    slow.timeout_ms = Some(300);
+    let started = Instant::now();
+    let r = dispatch(&bus, &id, &slow).await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(r.error.unwrap().contains("timed out after 300ms"));
+    let entry = bus.dlq_show(&slow.id).await.unwrap();
+    assert_eq!(entry.reason, DlqReason::Timeout);
+
+    let mut spent = Command::new("ping", json!({}), "test");
+    spent.attempt = 4;
+    spent.max_attempts = 3;
+    let r = dispatch(&bus, &id, &spent).await;
+    assert!(!r.ok);
+    assert_eq!(
+        bus.dlq_show(&spent.id).await.unwrap().reason,
+        DlqReason::AttemptsExhausted
+    );
+    tokens.stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_index_lists_several_live_workers() {
+    let redis = RedisServer::start();
+    let config = config(&redis);
+    let bus = Bus::connect(&config).await.unwrap();
+    let mut running = Vec::new();
+    for (pane, role) in [("%1", "reviewer"), ("%2", "reviewer"), ("%3", "planner")] {
+        running.push(spawn_worker(&config, pane, role));
+    }
+    for (id, _, _) in &running {
+        wait_registered(&bus, id).await;
+    }
+    assert_eq!(
+        bus.role_members("reviewer").await.unwrap(),
+        ["testnode/%1", "testnode/%2"]
+    );
+    let all = bus.list_workers().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|w| w.alive));
+    for id in bus.role_members("reviewer").await.unwrap() {
+        let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
+        assert_eq!(r.worker, id);
+    }
+    for (_, tokens, task) in running {
+        tokens.stop.cancel();
+        task.await.unwrap().unwrap();
+    }
+    assert!(bus.role_members("reviewer").await.unwrap().is_empty());
+    assert!(bus.list_workers().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_worker_stops_without_touching_the_queue() {
+    let redis = RedisServer::start();
+    let config = config(&redis);
+    let bus = Bus::connect(&config).await.unwrap();
+    let (id, _tokens, task) = spawn_worker(&config, "%1", "worker");
+    wait_registered(&bus, &id).await;
+    let generation = bus.generation(&id).await.unwrap();
+    let outcome = bus.requeue_unacked(&id, generation).await.unwrap();
+    assert_eq!(outcome.generation, generation + 1);
+    let err = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, WorkerError::Fenced { .. }), "{err:?}");
+    // The fenced worker did not deregister the record (the coordinator owns it now).
+    assert!(bus.is_registered(&id).await.unwrap());
+}
+
+// ---- `panebus worker` processes ----
+
+fn worker_process(redis: &RedisServer, pane: &str, extra: &[&str]) -> Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_panebus"))
+        .arg("worker")
+        .args(extra)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PANEBUS_REDIS_URL", redis.url())
+        .env("PANEBUS_NAMESPACE", "wt")
+        .env("PANEBUS_NODE", NODE)
+        .env("PANEBUS_HEARTBEAT_INTERVAL", "200ms")
+        .env("PANEBUS_HEARTBEAT_TTL", "5")
+        .env("PANEBUS_LOG_LEVEL", "debug")
+        .env("TMUX_PANE", pane)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start panebus worker")
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: signalling our own child process by pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "worker did not exit");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn wait_file(path: &Path) -> String {
+    wait_until(&format!("{} exists", path.display()), || async {
+        std::fs::read_to_string(path)
+            .map(|s| !s.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_handlers_pass_hostile_text_literally_and_report_failures() {
+    let redis = RedisServer::start();
+    let bus = Bus::connect(&config(&redis)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("slow.pid");
+    let slow = format!(
+        "slow=sh -c 'echo $$ > {}; exec sleep 60'",
+        pidfile.display()
+    );
+    let mut child = KillOnDrop(worker_process(
+        &redis,
+        "%5",
+        &[
+            "--handler",
+            "echo=cat",
+            "--handler",
+            "text=echo plain words",
+            "--handler",
+            "fail=sh -c 'echo doing; echo went wrong >&2; exit 3'",
+            "--handler",
+            &slow,
+            "--command-timeout",
+            "1s",
+        ],
+    ));
+    let id = format!("{NODE}/%5");
+    wait_registered(&bus, &id).await;
+
+    let hostile = "x; rm -rf ~ \n #{pane_id} #(id) $(id) `id` 'sq' \"dq\" \\ %1 \u{1b}]0;t\u{7}";
+    let cmd = Command::new("echo", json!({"text": hostile}), "test");
+    let r = dispatch(&bus, &id, &cmd).await;
+    assert!(r.ok, "{r:?}");
+    let echoed = r.result.unwrap();
+    assert_eq!(echoed["payload"]["text"], hostile);
+    assert_eq!(echoed["id"], cmd.id);
+
+    let r = dispatch(&bus, &id, &Command::new("text", json!({}), "test")).await;
+    assert_eq!(r.result.unwrap(), json!("plain words"));
+
+    let r = dispatch(&bus, &id, &Command::new("fail", json!({}), "test")).await;
+    let error = r.error.unwrap();
+    assert!(
+        error.contains("status 3") && error.contains("went wrong"),
+        "{error}"
+    );
+
+    let r = dispatch(&bus, &id, &Command::new("slow", json!({}), "test")).await;
+    assert!(r.error.unwrap().contains("timed out after 1s"));
+    let pid: i32 = wait_file(&pidfile).await.trim().parse().unwrap();
+    wait_until(
+        "the timed-out handler's process group is killed",
+        || async { !pid_alive(pid) },
+    )
+    .await;
+    let reasons: Vec<DlqReason> = bus
+        .dlq_list(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons, [DlqReason::Timeout, DlqReason::Failed]);
+
+    signal(&child.0, libc::SIGTERM);
+    assert!(wait_exit(&mut child.0).await.success());
+    assert!(!bus.is_registered(&id).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
+    let redis = RedisServer::start();
+    let bus = Bus::connect(&config(&redis)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("handler.pid");
+    let work = format!(
+        "work=sh -c 'echo $$ > {}; exec sleep 60'",
+        pidfile.display()
+    );
+    let mut first = KillOnDrop(worker_process(&redis, "%7", &["--handler", &work]));
+    let id = format!("{NODE}/%7");
+    wait_registered(&bus, &id).await;
+    let generation = bus.generation(&id).await.unwrap();
+    let cmd = Command::new("work", json!({"job": 1}), "test");
+    bus.enqueue(&id, &cmd, false).await.unwrap();
+    let handler_pid: i32 = wait_file(&pidfile).await.trim().parse().unwrap();
+
+    signal(&first.0, libc::SIGKILL);
+    wait_exit(&mut first.0).await;
+    // SAFETY: the orphaned handler is ours to clean up.
+    unsafe {
+        libc::kill(-handler_pid, libc::SIGKILL);
+    }
+    let unacked = bus.unacked(&id).await.unwrap();
+    assert_eq!(
+        unacked.len(),
+        1,
+        "the command must still be in the processing list"
+    );
+    assert!(unacked[0].contains(&cmd.id));
+    assert!(bus.result(&cmd.id).await.unwrap().is_none());
+
+    // The next incarnation (same pane) takes it over: attempt 2, served once.
+    let mut second = KillOnDrop(worker_process(&redis, "%7", &["--handler", "work=cat"]));
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    let r = bus
+        .wait_result(&mut blocking, &cmd.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(r.ok);
+    assert_eq!(r.attempt, 2);
+    assert_eq!(r.result.unwrap()["attempt"], 2);
+    assert!(bus.generation(&id).await.unwrap() > generation);
+    assert_eq!(bus.processing_len(&id).await.unwrap(), 0);
+    signal(&second.0, libc::SIGTERM);
+    assert!(wait_exit(&mut second.0).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
+    let redis = RedisServer::start();
+    let bus = Bus::connect(&config(&redis)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let short = format!(
+        "short=sh -c 'echo 1 > {}; sleep 1; echo done'",
+        started.display()
+    );
+    let mut child = KillOnDrop(worker_process(
+        &redis,
+        "%8",
+        &["--handler", &short, "--handler", "long=sleep 60"],
+    ));
+    let id = format!("{NODE}/%8");
+    wait_registered(&bus, &id).await;
+
+    // One SIGTERM while a short command runs: it finishes, then the worker exits 0.
+    let cmd = Command::new("short", json!({}), "test");
+    bus.enqueue(&id, &cmd, false).await.unwrap();
+    wait_file(&started).await;
+    signal(&child.0, libc::SIGTERM);
+    assert!(wait_exit(&mut child.0).await.success());
+    let r = bus
+        .result(&cmd.id)
+        .await
+        .unwrap()
+        .expect("result stored before exit");
+    assert_eq!(r.result.unwrap(), json!("done"));
+    assert!(!bus.is_registered(&id).await.unwrap());
+    let last = bus.recent_events(1).await.unwrap().pop().unwrap();
+    assert_eq!(last.event.kind, EventKind::WorkerStopped);
+
+    // Two signals while a long command runs: it goes back to the head of the queue.
+    let mut child = KillOnDrop(worker_process(
+        &redis,
+        "%8",
+        &["--handler", "long=sleep 60"],
+    ));
+    wait_registered(&bus, &id).await;
+    let long = Command::new("long", json!({}), "test");
+    bus.enqueue(&id, &long, false).await.unwrap();
+    wait_until("the long command is taken", || async {
+        bus.processing_len(&id).await.unwrap() == 1
+    })
+    .await;
+    signal(&child.0, libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&child.0, libc::SIGINT);
+    assert!(wait_exit(&mut child.0).await.success());
+    assert_eq!(bus.processing_len(&id).await.unwrap(), 0);
+    assert_eq!(bus.queue_depth(&id).await.unwrap(), 1);
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    // Register a consumer-less id check: the requeued element is the same command, attempt 1.
+    let back = bus
+        .take(&mut blocking, &id, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap()
+        .command
+        .unwrap();
+    assert_eq!((back.id, back.attempt), (long.id, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_survives_a_redis_restart_and_registers_again() {
+    let mut redis = RedisServer::start();
+    let mut child = KillOnDrop(worker_process(&redis, "%9", &[]));
+    let id = format!("{NODE}/%9");
+    {
+        let bus = Bus::connect(&config(&redis)).await.unwrap();
+        wait_registered(&bus, &id).await;
+    }
+    // No persistence: the restart loses every key.
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "worker must keep running"
+    );
+    let bus = Bus::connect(&config(&redis)).await.unwrap();
+    wait_registered(&bus, &id).await;
+    let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
+    assert!(r.ok);
+    signal(&child.0, libc::SIGTERM);
+    assert!(wait_exit(&mut child.0).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_waits_for_redis_that_is_down_at_start() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let mut child = KillOnDrop(worker_process(&redis, "%4", &[]));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "worker must wait for Redis"
+    );
+    redis.restart();
+    let bus = Bus::connect(&config(&redis)).await.unwrap();
+    let id = format!("{NODE}/%4");
+    wait_registered(&bus, &id).await;
+    signal(&child.0, libc::SIGTERM);
+    assert!(wait_exit(&mut child.0).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_handler_spec_and_role_fail_with_a_clear_message() {
+    let redis = RedisServer::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_panebus"))
+        .args(["worker", "--handler", "no-equals-sign"])
+        .env("PANEBUS_REDIS_URL", redis.url())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TYPE=PROGRAM"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_panebus"))
+        .args(["worker"])
+        .env("PANEBUS_REDIS_URL", redis.url())
+        .env("PANEBUS_HEARTBEAT_TTL", "often")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PANEBUS_HEARTBEAT_TTL") && stderr.contains("often"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_in_a_tmux_pane_registers_under_its_pane_id() {
+    let redis = RedisServer::start();
+    let tmux = TmuxServer::start("pbw");
+    let pane = tmux
+        .run(&["display-message", "-p", "-t", "pbw", "#{pane_id}"])
+        .trim()
+        .to_string();
+    let command = format!(
+        "PANEBUS_REDIS_URL={} PANEBUS_NAMESPACE=wt PANEBUS_NODE={NODE} exec {} worker --role tmuxed",
+        redis.url(),
+        env!("CARGO_BIN_EXE_panebus")
+    );
+    tmux.run(&["respawn-pane", "-k", "-t", &pane, &command]);
+    let bus = Bus::connect(&config(&redis)).await.unwrap();
+    let id = format!("{NODE}/{pane}");
+    wait_registered(&bus, &id).await;
+    let info = bus.worker_info(&id).await.unwrap().unwrap();
+    assert_eq!(info.pane, pane);
+    assert_eq!(info.role, "tmuxed");
+    assert_eq!(info.session.as_deref(), Some("pbw"));
+    let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
+    assert!(r.ok);
+    let r = dispatch(&bus, &id, &Command::new("shutdown", json!({}), "test")).await;
+    assert!(r.ok);
+    wait_until("the worker deregistered", || async {
+        !bus.is_registered(&id).await.unwrap()
+    })
+    .await;
+    assert!(matches!(
+        bus.enqueue(&id, &Command::new("ping", json!({}), "test"), false)
+            .await
+            .unwrap_err(),
+        BusError::UnknownWorker { .. }
+    ));
+}
