@@ -24,6 +24,11 @@ async fn main() {
     }
     let outcome = match cli.command {
         Command::Worker(args) => panebus::cli::worker::run(args, config).await,
+        Command::Ask(args) => panebus::cli::ask::run(args, &config).await,
+        Command::WorkflowSetup(args) => panebus::cli::workflow::setup(args, &config).await,
+        Command::WorkflowTeardown(args) => panebus::cli::workflow::teardown(args, &config).await,
+        Command::WorkflowStatus(args) => panebus::cli::workflow::status(args, &config).await,
+        Command::Workflows(args) => panebus::cli::workflow::list(args, &config).await,
     };
     if let Err(e) = outcome {
         eprintln!("panebus: {e:#}");

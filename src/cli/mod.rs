@@ -2,7 +2,9 @@
 //!
 //! In this branch only `panebus worker` is wired; the full command set lives with the CLI.
 
+pub mod ask;
 pub mod worker;
+pub mod workflow;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,16 @@ pub struct Cli {
 pub enum Command {
     /// Run a worker in this tmux pane.
     Worker(worker::WorkerArgs),
+    /// Run a task through the review, plan, work and compound phases.
+    Ask(ask::AskArgs),
+    /// Create a tmux session with the five workflow panes and a coordinator.
+    WorkflowSetup(workflow::WorkflowSetupArgs),
+    /// Kill a workflow session and deregister its workers.
+    WorkflowTeardown(workflow::WorkflowTeardownArgs),
+    /// Show one workflow and its phases.
+    WorkflowStatus(workflow::WorkflowStatusArgs),
+    /// List recent workflows.
+    Workflows(workflow::WorkflowsArgs),
 }
 
 impl Cli {
