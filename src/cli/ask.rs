@@ -93,11 +93,7 @@ pub async fn execute(
         .list_workers()
         .await?
         .into_iter()
-        .filter(|w| {
-            w.info
-                .as_ref()
-                .is_some_and(|i| i.role == ORCHESTRATOR_ROLE)
-        })
+        .filter(|w| w.info.as_ref().is_some_and(|i| i.role == ORCHESTRATOR_ROLE))
         .collect();
     // Among orchestrators only, so the fallback to other roles never applies.
     let orchestrator = choose_worker(&orchestrators, ORCHESTRATOR_ROLE, "")
@@ -155,7 +151,7 @@ pub async fn execute(
     };
     tokio::pin!(drive);
     let mut driven = false;
-    let mut seen = Vec::new();
+    let mut printed = Vec::new();
     let give_up = record.deadline_ms + DRIVER_GRACE.as_millis() as u64 * 2;
     let record = loop {
         tokio::select! {
@@ -166,7 +162,7 @@ pub async fn execute(
             _ = tokio::time::sleep(POLL) => {}
         }
         let record = store::get(&bus, &id).await?;
-        report_progress(&record, &mut seen, args.verbose, progress)?;
+        report_progress(&record, &mut printed, args.verbose, progress)?;
         if record.state.is_terminal() {
             break record;
         }
@@ -199,36 +195,50 @@ pub async fn execute(
     }
 }
 
-/// Prints one line per phase state not printed yet (and, verbosely, completed outputs).
+/// What `--wait` has printed about a phase: its start, its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Printed {
+    Started(Phase),
+    Ended(Phase),
+}
+
+/// Prints the phase steps not printed yet: a phase's start (with its worker and any note),
+/// then its end (completed with its summary and, verbosely, its output; skipped; failed).
+/// A phase that started and ended between two looks still gets both lines.
 fn report_progress(
     record: &WorkflowRecord,
-    seen: &mut Vec<(Phase, PhaseState)>,
+    printed: &mut Vec<Printed>,
     verbose: bool,
     progress: &mut impl Write,
 ) -> std::io::Result<()> {
     for phase in &record.phases {
-        if phase.state == PhaseState::Pending || seen.contains(&(phase.phase, phase.state)) {
-            continue;
-        }
-        seen.push((phase.phase, phase.state));
         let position = WorkflowRecord::position(phase.phase);
         let name = phase.phase.name();
         let worker = phase.worker.as_deref().unwrap_or("?");
-        let took = match (phase.started_ms, phase.finished_ms) {
-            (Some(s), Some(f)) => {
-                humantime::format_duration(Duration::from_millis((f - s) / 100 * 100))
-                    .to_string()
+        if phase.command_id.is_some() && !printed.contains(&Printed::Started(phase.phase)) {
+            printed.push(Printed::Started(phase.phase));
+            writeln!(progress, "[{position}/4] {name}: running on {worker}")?;
+            if let Some(note) = &phase.note {
+                writeln!(progress, "[{position}/4] {name}: {note}")?;
             }
-            _ => String::new(),
-        };
+        }
+        let ended = matches!(
+            phase.state,
+            PhaseState::Completed | PhaseState::Skipped | PhaseState::Failed
+        );
+        if !ended || printed.contains(&Printed::Ended(phase.phase)) {
+            continue;
+        }
+        printed.push(Printed::Ended(phase.phase));
         match phase.state {
-            PhaseState::Running => {
-                writeln!(progress, "[{position}/4] {name}: running on {worker}")?;
-                if let Some(note) = &phase.note {
-                    writeln!(progress, "[{position}/4] {name}: {note}")?;
-                }
-            }
             PhaseState::Completed => {
+                let took = match (phase.started_ms, phase.finished_ms) {
+                    (Some(s), Some(f)) => humantime::format_duration(Duration::from_millis(
+                        f.saturating_sub(s) / 100 * 100,
+                    ))
+                    .to_string(),
+                    _ => "-".to_string(),
+                };
                 writeln!(
                     progress,
                     "[{position}/4] {name}: completed on {worker} in {took}: {}",
@@ -245,12 +255,11 @@ fn report_progress(
                 "[{position}/4] {name}: {}",
                 phase.note.as_deref().unwrap_or("skipped")
             )?,
-            PhaseState::Failed => writeln!(
+            _ => writeln!(
                 progress,
                 "[{position}/4] {name}: FAILED: {}",
                 phase.error.as_deref().unwrap_or("unknown error")
             )?,
-            PhaseState::Pending => {}
         }
     }
     Ok(())

@@ -253,9 +253,20 @@ fn build(
     }
     let mut panes = vec![first_pane.to_string()];
     for _ in 1..ROLES.len() {
-        let mut split: Vec<OsString> = ["split-window", "-d", "-t", window, "-P", "-F", "#{pane_id}", "--"]
-            .map(OsString::from)
-            .to_vec();
+        // Split the newest pane, so panes keep the order of ROLES.
+        let last = panes.last().expect("the first pane exists").clone();
+        let mut split: Vec<OsString> = [
+            "split-window",
+            "-d",
+            "-t",
+            &last,
+            "-P",
+            "-F",
+            "#{pane_id}",
+            "--",
+        ]
+        .map(OsString::from)
+        .to_vec();
         split.extend(PLACEHOLDER.map(OsString::from));
         panes.push(tmux.run(&split)?);
         tmux.run(&["select-layout", "-t", window, "tiled"])?;
@@ -280,16 +291,34 @@ fn build(
     }
 
     let target = format!("{session_id}:");
-    let mut coordinator: Vec<OsString> = ["new-window", "-d", "-t", &target, "-n", "coordinator", "-P", "-F", "#{window_id} #{pane_id}", "--"]
-        .map(OsString::from)
-        .to_vec();
+    let mut coordinator: Vec<OsString> = [
+        "new-window",
+        "-d",
+        "-t",
+        &target,
+        "-n",
+        "coordinator",
+        "-P",
+        "-F",
+        "#{window_id} #{pane_id}",
+        "--",
+    ]
+    .map(OsString::from)
+    .to_vec();
     coordinator.extend(PLACEHOLDER.map(OsString::from));
     let ids = tmux.run(&coordinator)?;
     let (coordinator_window, coordinator_pane) = ids
         .split_once(' ')
         .context("tmux new-window printed no ids")?;
     // A coordinator that fails at start keeps its pane, so its error stays readable.
-    tmux.run(&["set-option", "-w", "-t", coordinator_window, "remain-on-exit", "on"])?;
+    tmux.run(&[
+        "set-option",
+        "-w",
+        "-t",
+        coordinator_window,
+        "remain-on-exit",
+        "on",
+    ])?;
     let mut respawn: Vec<OsString> = ["respawn-pane", "-k", "-t", coordinator_pane, "--"]
         .map(OsString::from)
         .to_vec();
@@ -361,7 +390,14 @@ pub async fn remove_session(
     if !tmux.has_session(session)? {
         bail!("no tmux session {session} on this tmux server; list sessions with `tmux ls`");
     }
-    let panes = tmux.run(&["list-panes", "-s", "-t", &exact(session), "-F", "#{pane_id}"])?;
+    let panes = tmux.run(&[
+        "list-panes",
+        "-s",
+        "-t",
+        &exact(session),
+        "-F",
+        "#{pane_id}",
+    ])?;
     let pane_workers: Vec<String> = panes
         .split_whitespace()
         .map(|pane| config.worker_id(pane))
@@ -393,7 +429,8 @@ pub async fn remove_session(
         }
         if tokio::time::Instant::now() >= deadline {
             for info in left {
-                bus.deregister(&info.id, &info.role, info.generation).await?;
+                bus.deregister(&info.id, &info.role, info.generation)
+                    .await?;
             }
             break;
         }
@@ -456,7 +493,10 @@ pub fn render_status(record: &WorkflowRecord, now: u64) -> String {
     text.push_str(&format!("working dir  {}\n", record.working_dir));
     text.push_str(&format!(
         "took         {}\n\n",
-        duration_between(Some(record.created_ms), Some(record.finished_ms.unwrap_or(now)))
+        duration_between(
+            Some(record.created_ms),
+            Some(record.finished_ms.unwrap_or(now))
+        )
     ));
     text.push_str(&format!(
         "{:<9} {:<10} {:<24} {:<9} {}\n",

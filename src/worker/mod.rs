@@ -87,6 +87,10 @@ impl Worker {
             "prompt",
             Arc::new(prompt::PromptHandler::from_config(&config)),
         );
+        handlers.insert(
+            crate::workflow::WORKFLOW_COMMAND,
+            Arc::new(crate::workflow::WorkflowHandler::new(config.clone())),
+        );
         WorkerBuilder {
             pane: identity::detect_pane(std::env::var("TMUX_PANE").ok().as_deref()),
             config,

@@ -153,7 +153,11 @@ impl Driver {
                 return Err(error.into());
             }
             return self
-                .fail(record, phase, format!("cannot send it to {worker}: {error}"))
+                .fail(
+                    record,
+                    phase,
+                    format!("cannot send it to {worker}: {error}"),
+                )
                 .await;
         }
         tracing::info!(workflow = %record.id, phase = phase.name(), %worker, command = %command.id, "phase started");
@@ -315,8 +319,7 @@ pub fn choose_worker(
     let usable = |w: &&WorkerStatus| {
         w.alive
             && w.id != driver
-            && w
-                .info
+            && w.info
                 .as_ref()
                 .is_some_and(|i| i.state != WorkerState::Stopping)
     };

@@ -234,7 +234,11 @@ impl WorkflowRecord {
 
 /// The first non-empty line of `output`, at most 120 characters.
 pub fn summarize(output: &str) -> String {
-    let line = output.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = output
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let mut summary: String = line.chars().take(120).collect();
     if line.chars().count() > 120 {
         summary.push('…');

@@ -180,7 +180,9 @@ fn ceil_char_boundary(text: &str, mut i: usize) -> usize {
 /// without such a line the compound phase is skipped.
 pub fn wants_compound(work_output: &str) -> bool {
     for line in work_output.lines().rev() {
-        let line = line.trim().trim_matches(|c| c == '*' || c == '_' || c == '`');
+        let line = line
+            .trim()
+            .trim_matches(|c| c == '*' || c == '_' || c == '`');
         let Some((key, value)) = line.split_once(':') else {
             continue;
         };
