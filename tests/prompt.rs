@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use panebus::worker::prompt::{run_agent, AgentCommand, PromptError, PromptRequest};
+use panebus::worker::prompt::{run_agent, AgentCommand, PromptError, PromptRequest, KILL_GRACE};
 
 fn agent(script: &str) -> AgentCommand {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,7 +27,15 @@ async fn run(
 ) -> (Result<serde_json::Value, PromptError>, Vec<u8>) {
     let mut echo_out = Vec::new();
     let mut echo_err = Vec::new();
-    let outcome = run_agent(agent, request, timeout, &mut echo_out, &mut echo_err).await;
+    let outcome = run_agent(
+        agent,
+        request,
+        timeout,
+        KILL_GRACE,
+        &mut echo_out,
+        &mut echo_err,
+    )
+    .await;
     (outcome.and_then(|o| o.into_result()), echo_out)
 }
 
@@ -236,4 +244,85 @@ async fn a_prompt_at_the_size_limit_still_runs() {
         result.unwrap()["result"],
         format!("received {} bytes", text.len())
     );
+}
+
+mod support;
+
+mod through_a_worker {
+    //! The same handler as registered in a real worker: dispatch, result, failure.
+
+    use std::time::{Duration, Instant};
+
+    use panebus::bus::Bus;
+    use panebus::config::Config;
+    use panebus::schema::{Command, CommandResult};
+    use panebus::worker::{StopTokens, Worker};
+    use serde_json::json;
+
+    use super::support::RedisServer;
+
+    async fn dispatch(script: &str, payload: serde_json::Value, timeout_ms: u64) -> CommandResult {
+        let redis = RedisServer::start();
+        let mut config = Config::from_lookup(|_| None).unwrap();
+        config.redis_url = redis.url();
+        config.namespace = "pt".into();
+        config.node = "ptnode".into();
+        config.heartbeat_interval = Duration::from_millis(200);
+        config.heartbeat_ttl = Duration::from_secs(5);
+        config.agent_cmd = vec![
+            format!("{}/fixtures/agents/{script}", env!("CARGO_MANIFEST_DIR")),
+            "-p".into(),
+        ];
+        let bus = Bus::connect(&config).await.unwrap();
+        let tokens = StopTokens::new();
+        let builder = Worker::builder(config)
+            .pane("%7")
+            .role("worker")
+            .stop_tokens(tokens.clone());
+        let id = builder.worker_id();
+        let task = tokio::spawn(builder.run());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !bus.is_registered(&id).await.unwrap() {
+            assert!(Instant::now() < deadline, "worker did not register");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let mut cmd = Command::new("prompt", payload, "test");
+        cmd.timeout_ms = Some(timeout_ms);
+        bus.enqueue(&id, &cmd, false).await.unwrap();
+        let mut blocking = bus.blocking_connection().await.unwrap();
+        let result = bus
+            .wait_result(&mut blocking, &cmd.id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        tokens.stop.cancel();
+        tokens.force.cancel();
+        let _ = task.await;
+        result
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hostile_prompt_round_trips_through_a_worker() {
+        let hostile = "x; $(id) `id` \"q\" 'q' \n#{pane_id} #(date)";
+        let result = dispatch("echo.sh", json!({"text": hostile}), 30_000).await;
+        assert!(result.ok, "{result:?}");
+        assert_eq!(result.result.unwrap()["result"], hostile);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_payload_fails_the_command_with_a_clear_error() {
+        let result = dispatch("echo.sh", json!({"context": {"working_dir": "/"}}), 30_000).await;
+        assert!(!result.ok);
+        let error = result.error.unwrap();
+        assert!(error.contains("\"text\" is missing"), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn command_timeout_stops_the_agent_before_the_worker_gives_up() {
+        let result = dispatch("hang.sh", json!({"text": "hang"}), 4_000).await;
+        assert!(!result.ok);
+        let error = result.error.unwrap();
+        // The handler's own report (agent limit 3 s of the command's 4 s), not the worker's.
+        assert!(error.contains("agent timed out after 3s"), "{error}");
+        assert!(error.contains("process group was killed"), "{error}");
+    }
 }

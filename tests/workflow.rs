@@ -47,6 +47,7 @@ struct Workers {
 impl Drop for Workers {
     fn drop(&mut self) {
         for t in &self.tokens {
+            t.stop.cancel();
             t.force.cancel();
         }
     }
@@ -548,4 +549,157 @@ async fn workflow_setup_starts_five_role_workers_and_teardown_removes_them() {
     let output = panebus(&redis, &["workflow-teardown", "wf-test", "-S", &socket]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no tmux session wf-test"));
+}
+
+fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest.starts_with('Z'))
+            .unwrap_or(false),
+    }
+}
+
+/// A real `panebus worker --role planner` on pane `%1` whose agent is `slow.sh`.
+fn spawn_planner(
+    redis: &RedisServer,
+    delay: &str,
+    pidfile: &std::path::Path,
+) -> std::process::Child {
+    Process::new(env!("CARGO_BIN_EXE_panebus"))
+        .args(["worker", "--role", "planner"])
+        .env("PANEBUS_REDIS_URL", redis.url())
+        .env("PANEBUS_NAMESPACE", "wf")
+        .env("PANEBUS_NODE", NODE)
+        .env("PANEBUS_AGENT_CMD", agent("slow.sh").join(" "))
+        .env("PANEBUS_HEARTBEAT_INTERVAL", "1")
+        .env("PANEBUS_HEARTBEAT_TTL", "5")
+        .env("FAKE_AGENT_DELAY", delay)
+        .env("FAKE_AGENT_PIDFILE", pidfile)
+        .env("TMUX_PANE", "%1")
+        .env_remove("TMUX")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phase_whose_worker_dies_is_rerun_without_rerunning_earlier_phases() {
+    let redis = RedisServer::start();
+    let config = config(&redis);
+    let bus = Bus::connect(&config).await.unwrap();
+    let _workers = start_workers(
+        &config,
+        &[
+            ("%2", "reviewer", "answer.sh"),
+            ("%3", "worker", "answer.sh"),
+            ("%4", "compounder", "answer.sh"),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("agent.pid");
+    let mut planner = KillOnDrop(spawn_planner(&redis, "30", &pidfile));
+
+    let ask_config = config.clone();
+    let ask_task = tokio::spawn(async move { ask(&ask_config, &["Fix", "the", "login"]).await });
+
+    // Wait until the plan phase's agent runs, then SIGKILL its worker.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (id, before) = loop {
+        let list = store::list(&bus, 1, false).await.unwrap();
+        if let Some(record) = list.into_iter().next() {
+            if record.phase(Phase::Plan).state == PhaseState::Running && pidfile.exists() {
+                break (record.id.clone(), record);
+            }
+        }
+        assert!(Instant::now() < deadline, "plan phase did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let agent_pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    planner.0.kill().unwrap();
+    planner.0.wait().unwrap();
+    // The agent does not outlive its worker.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !process_gone(agent_pid) {
+        assert!(
+            Instant::now() < deadline,
+            "agent {agent_pid} outlived its worker"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The respawned worker (same pane, new incarnation) gets the command again.
+    std::fs::remove_file(&pidfile).unwrap();
+    let _planner = KillOnDrop(spawn_planner(&redis, "0", &pidfile));
+    let (result, progress, _) = tokio::time::timeout(Duration::from_secs(60), ask_task)
+        .await
+        .expect("ask finishes")
+        .unwrap();
+    result.unwrap();
+    assert_eq!(workflow_id(&progress), id);
+    let after = store::get(&bus, &id).await.unwrap();
+    assert_eq!(after.state, WorkflowState::Completed);
+    let plan = after.phase(Phase::Plan);
+    assert_eq!(plan.command_id, before.phase(Phase::Plan).command_id);
+    assert_eq!(plan.attempt, Some(2), "redelivered once");
+    // The review phase was not re-run: same command, same output, first attempt.
+    let review = after.phase(Phase::Review);
+    assert_eq!(review.command_id, before.phase(Phase::Review).command_id);
+    assert_eq!(review.output, before.phase(Phase::Review).output);
+    assert_eq!(review.attempt, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_driver_resumes_from_the_checkpoint() {
+    let redis = RedisServer::start();
+    let config = config(&redis);
+    let bus = Bus::connect(&config).await.unwrap();
+    let _workers = start_workers(&config, &FOUR_ROLES).await;
+
+    // A record as a driver that died after the review phase would have left it.
+    let mut record = panebus::workflow::WorkflowRecord::new(
+        "01RESUMEDWORKFLOW000000000".into(),
+        "Resume me".into(),
+        "/".into(),
+        60_000,
+    );
+    record.state = WorkflowState::Running;
+    let review = record.phase_mut(Phase::Review);
+    review.state = PhaseState::Completed;
+    review.output = Some("REVIEW FROM BEFORE THE CRASH".into());
+    store::save(&bus, &record).await.unwrap();
+
+    let driver = panebus::workflow::Driver::new(
+        bus.clone(),
+        panebus::workflow::Templates::load(&[]).unwrap(),
+        "local",
+    );
+    let done = driver.run(&record.id).await.unwrap();
+    assert_eq!(done.state, WorkflowState::Completed);
+    assert!(done.phase(Phase::Review).command_id.is_none(), "not re-run");
+    assert!(done
+        .phase(Phase::Plan)
+        .prompt
+        .as_deref()
+        .unwrap()
+        .contains("REVIEW FROM BEFORE THE CRASH"));
+    // Running it again changes nothing.
+    let again = driver.run(&record.id).await.unwrap();
+    assert_eq!(again, done);
 }

@@ -447,8 +447,8 @@ Examples:
 
 JSON: the workflow record: id, task, working_dir, state (pending|running|completed|failed),
 created_ms, updated_ms, finished_ms, deadline_ms, driver, error, phases [{phase, state
-(pending|running|completed|failed|skipped), worker, command_id, prompt, output, summary,
-error, note, started_ms, finished_ms}].")]
+(pending|running|completed|failed|skipped), worker, command_id, attempt, prompt, output,
+summary, error, note, started_ms, finished_ms}].")]
 pub struct WorkflowStatusArgs {
     /// The workflow id printed by `panebus ask`
     #[arg(value_name = "WORKFLOW_ID")]

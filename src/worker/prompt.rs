@@ -299,10 +299,12 @@ fn signal_name(signal: i32) -> &'static str {
 
 /// Runs the agent on `request`, copying its stdout/stderr to `echo_out`/`echo_err` as they
 /// arrive (errors writing the echo are ignored: a closed pane must not fail the command).
+/// After `timeout` the agent's process group gets SIGTERM, and SIGKILL `kill_grace` later.
 pub async fn run_agent<O, E>(
     agent: &AgentCommand,
     request: &PromptRequest,
     timeout: Duration,
+    kill_grace: Duration,
     echo_out: &mut O,
     echo_err: &mut E,
 ) -> Result<AgentOutcome, PromptError>
@@ -333,6 +335,19 @@ where
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    // If the worker itself dies (SIGKILL, OOM), the agent must not run on unattended: on
+    // Linux the kernel sends it SIGKILL when the worker thread that spawned it exits.
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
+    // parent; it runs in the child between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let started = Instant::now();
     let mut child = command.spawn().map_err(|source| match source.kind() {
         ErrorKind::NotFound => PromptError::AgentNotFound {
@@ -374,7 +389,7 @@ where
 
     // End the group: stray children after an exit, everything after a timeout.
     group.signal(libc::SIGTERM);
-    let grace_end = Instant::now() + KILL_GRACE;
+    let grace_end = Instant::now() + kill_grace;
     let exit = match exit {
         Some(status) => Some(status),
         None => {
@@ -399,7 +414,7 @@ where
                 group.signal(libc::SIGKILL);
                 // Every writer in the group is dead now, so the pipes close at once; only a
                 // process that left the group (setsid) could hold them, and it is not waited for.
-                let _ = tokio::time::timeout(KILL_GRACE, &mut pumps).await;
+                let _ = tokio::time::timeout(kill_grace, &mut pumps).await;
             }
         }
     }
@@ -567,12 +582,13 @@ impl PromptHandler {
     }
 }
 
-/// Time kept back from a command's limit so the handler can stop the agent (SIGTERM, grace,
-/// SIGKILL) and report its stderr before the worker gives up on the command: a quarter of
-/// the limit, at most [`KILL_GRACE`] plus one second.
-pub fn agent_time_limit(command_timeout: Duration) -> Duration {
+/// The agent's time limit and SIGTERM→SIGKILL grace within a command's limit: time is kept
+/// back so the handler can stop the agent and report its stderr before the worker gives up
+/// on the command (a quarter of the limit, at most [`KILL_GRACE`] plus one second; the
+/// grace is at most half of that).
+pub fn agent_time_limit(command_timeout: Duration) -> (Duration, Duration) {
     let reserve = (KILL_GRACE + Duration::from_secs(1)).min(command_timeout / 4);
-    command_timeout - reserve
+    (command_timeout - reserve, KILL_GRACE.min(reserve / 2))
 }
 
 impl Handler for PromptHandler {
@@ -595,14 +611,8 @@ impl Handler for PromptHandler {
                     .unwrap_or_else(|| ".".to_string()),
             );
             let _ = out.write_all(header.as_bytes()).await;
-            let outcome = run_agent(
-                &agent,
-                &request,
-                agent_time_limit(ctx.timeout),
-                &mut out,
-                &mut err,
-            )
-            .await;
+            let (limit, grace) = agent_time_limit(ctx.timeout);
+            let outcome = run_agent(&agent, &request, limit, grace, &mut out, &mut err).await;
             let _ = out
                 .write_all(format!("\n--- prompt {} done\n", cmd.id).as_bytes())
                 .await;
@@ -637,11 +647,11 @@ mod tests {
     fn agent_time_limit_keeps_room_to_stop_the_agent() {
         assert_eq!(
             agent_time_limit(Duration::from_secs(600)),
-            Duration::from_secs(596)
+            (Duration::from_secs(596), KILL_GRACE)
         );
         assert_eq!(
             agent_time_limit(Duration::from_secs(4)),
-            Duration::from_secs(3)
+            (Duration::from_secs(3), Duration::from_millis(500))
         );
     }
 

@@ -223,6 +223,7 @@ impl Driver {
         let entry = record.phase_mut(phase);
         entry.state = PhaseState::Completed;
         entry.worker = Some(result.worker.clone());
+        entry.attempt = Some(result.attempt);
         entry.summary = Some(summarize(&output));
         entry.output = Some(output);
         entry.finished_ms = Some(now_ms());

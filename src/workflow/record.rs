@@ -88,6 +88,10 @@ pub struct PhaseRecord {
     pub worker: Option<String>,
     #[serde(default)]
     pub command_id: Option<String>,
+    /// The delivery of the command that produced the result (> 1 after a worker died and
+    /// the bus redelivered it).
+    #[serde(default)]
+    pub attempt: Option<u32>,
     /// The prompt text sent (rendered from the phase template).
     #[serde(default)]
     pub prompt: Option<String>,
@@ -115,6 +119,7 @@ impl PhaseRecord {
             state: PhaseState::Pending,
             worker: None,
             command_id: None,
+            attempt: None,
             prompt: None,
             output: None,
             summary: None,
