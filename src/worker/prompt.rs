@@ -584,10 +584,10 @@ impl PromptHandler {
 
 /// The agent's time limit and SIGTERM→SIGKILL grace within a command's limit: time is kept
 /// back so the handler can stop the agent and report its stderr before the worker gives up
-/// on the command (a quarter of the limit, at most [`KILL_GRACE`] plus one second; the
-/// grace is at most half of that).
+/// on the command (a quarter of the limit, at most twice [`KILL_GRACE`] plus one second;
+/// the grace is at most half of that).
 pub fn agent_time_limit(command_timeout: Duration) -> (Duration, Duration) {
-    let reserve = (KILL_GRACE + Duration::from_secs(1)).min(command_timeout / 4);
+    let reserve = (KILL_GRACE * 2 + Duration::from_secs(1)).min(command_timeout / 4);
     (command_timeout - reserve, KILL_GRACE.min(reserve / 2))
 }
 
@@ -647,7 +647,7 @@ mod tests {
     fn agent_time_limit_keeps_room_to_stop_the_agent() {
         assert_eq!(
             agent_time_limit(Duration::from_secs(600)),
-            (Duration::from_secs(596), KILL_GRACE)
+            (Duration::from_secs(593), KILL_GRACE)
         );
         assert_eq!(
             agent_time_limit(Duration::from_secs(4)),
