@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use panebus::bus::{Bus, BusError};
 use panebus::config::Config;
-use panebus::schema::{Command, CommandResult, DlqCommand, DlqReason, EventKind};
+use panebus::schema::{Command, CommandResult, DlqCommand, DlqReason, EventKind, WorkerState};
 use panebus::worker::{handler_fn, HandlerError, StopTokens, Worker, WorkerError, WorkerExit};
 use serde_json::{json, Value};
 use support::{RedisServer, TmuxServer};
@@ -159,13 +159,6 @@ async fn unknown_type_and_poison_go_to_the_dlq_and_the_worker_survives() {
             && error.contains("ping"),
         "{error}"
     );
-    let r = dispatch(
-        &bus,
-        &id,
-        &Command::new("prompt", json!({"text": "hi"}), "test"),
-    )
-    .await;
-    assert!(r.error.unwrap().contains("--handler prompt=PROGRAM"));
 
     let poison = "{\"id\": \"x\", \"type\": tru";
     let _: () = redis::cmd("LPUSH")
@@ -234,6 +227,57 @@ async fn timeout_dead_letters_and_attempts_past_the_limit_are_not_run() {
         bus.dlq_show(&spent.id).await.unwrap().reason,
         DlqReason::AttemptsExhausted
     );
+    tokens.stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_runs_the_agent_with_the_text_as_one_argument() {
+    let redis = RedisServer::start();
+    let mut config = config(&redis);
+    // A fake agent: prints the argument it was given and where it runs.
+    config.agent_cmd = vec![
+        "sh".into(),
+        "-c".into(),
+        "printf 'agent got: %s\\n' \"$0\"; pwd".into(),
+    ];
+    let bus = Bus::connect(&config).await.unwrap();
+    let (id, tokens, task) = spawn_worker(&config, "%6", "agent");
+    wait_registered(&bus, &id).await;
+    let dir = tempfile::tempdir().unwrap();
+    let workdir = dir.path().canonicalize().unwrap();
+    let hostile = "Fix it; rm -rf / $(id) `id` #{pane_id} 'q' \"dq\"\nsecond line";
+    let cmd = Command::new(
+        "prompt",
+        json!({"text": hostile, "context": {"working_dir": workdir}}),
+        "test",
+    );
+    let r = dispatch(&bus, &id, &cmd).await;
+    assert!(r.ok, "{r:?}");
+    let output = r.result.unwrap()["output"].as_str().unwrap().to_string();
+    assert_eq!(
+        output,
+        format!("agent got: {hostile}\n{}\n", workdir.display())
+    );
+
+    let r = dispatch(&bus, &id, &Command::new("prompt", json!({}), "test")).await;
+    assert!(r.error.unwrap().contains("\"text\""));
+    let missing = json!({"text": "x", "context": {"working_dir": "/no/such/dir"}});
+    let r = dispatch(&bus, &id, &Command::new("prompt", missing, "test")).await;
+    assert!(r.error.unwrap().contains("not a directory"));
+    tokens.stop.cancel();
+    task.await.unwrap().unwrap();
+
+    config.agent_cmd = vec!["/no/such/agent".into()];
+    let (id, tokens, task) = spawn_worker(&config, "%6", "agent");
+    wait_registered(&bus, &id).await;
+    let r = dispatch(
+        &bus,
+        &id,
+        &Command::new("prompt", json!({"text": "x"}), "test"),
+    )
+    .await;
+    assert!(r.error.unwrap().contains("PANEBUS_AGENT_CMD"));
     tokens.stop.cancel();
     task.await.unwrap().unwrap();
 }
@@ -438,6 +482,12 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     let cmd = Command::new("work", json!({"job": 1}), "test");
     bus.enqueue(&id, &cmd, false).await.unwrap();
     let handler_pid: i32 = wait_file(&pidfile).await.trim().parse().unwrap();
+    // A command that runs for a while shows in the registry.
+    wait_until("the worker shows as busy with the command", || async {
+        let info = bus.worker_info(&id).await.unwrap().unwrap();
+        info.state == WorkerState::Busy && info.current_command.as_deref() == Some(cmd.id.as_str())
+    })
+    .await;
 
     signal(&first.0, libc::SIGKILL);
     wait_exit(&mut first.0).await;

@@ -30,6 +30,9 @@ end
 return {1, redis.call('LPUSH', KEYS[1], ARGV[1])}
 ";
 
+static ENQUEUE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(ENQUEUE));
+
 /// KEYS: processing, generation, info. ARGV: raw command, the acking worker's generation.
 /// Returns `{removed, generation}`, or `{-1, generation}` when the caller is fenced. A
 /// missing generation key (Redis lost its data) does not fence: the worker registers again.
@@ -162,8 +165,12 @@ impl Bus {
             self.limits.max_queue_depth.to_string(),
             if force { "1" } else { "0" }.to_string(),
         ];
-        let (status, depth): (i64, usize) = eval(ENQUEUE, &keys, &args)
-            .query_async(&mut self.conn.clone())
+        // EVALSHA (loading the script on NOSCRIPT): enqueue is the hot path of dispatchers.
+        let (status, depth): (i64, usize) = ENQUEUE_SCRIPT
+            .key(&keys[0])
+            .key(&keys[1])
+            .arg(&args[..])
+            .invoke_async(&mut self.conn.clone())
             .await?;
         match status {
             1 => Ok(depth),

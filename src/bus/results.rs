@@ -11,15 +11,6 @@ use std::time::Duration;
 use super::{eval, BlockingConnection, Bus, BusError};
 use crate::schema::CommandResult;
 
-/// KEYS: result. ARGV: result JSON, TTL in ms. Replaces any earlier result (a redelivered
-/// command's last run wins).
-const STORE: &str = r"
-redis.call('DEL', KEYS[1])
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-";
-
 fn parse(command_id: &str, json: &str) -> Result<CommandResult, BusError> {
     serde_json::from_str(json).map_err(|e| {
         BusError::InvalidPayload(format!(
@@ -29,23 +20,25 @@ fn parse(command_id: &str, json: &str) -> Result<CommandResult, BusError> {
 }
 
 impl Bus {
-    /// The command storing `result`, for use in a pipeline.
-    pub(crate) fn store_result_cmd(&self, result: &CommandResult) -> redis::Cmd {
+    /// Adds the commands storing `result` to `pipe`: DEL, RPUSH, PEXPIRE, replacing any
+    /// earlier result (a redelivered command's last run wins). Plain commands rather than a
+    /// script: they are cheaper, and a pipeline cut short before the RPUSH is followed by
+    /// no ack either, so the command is redelivered rather than its result lost.
+    pub(crate) fn store_result_cmds(&self, result: &CommandResult, pipe: &mut redis::Pipeline) {
         let json = serde_json::to_string(result).expect("results serialize");
-        let ttl_ms = self.limits.result_ttl.as_millis().max(1).to_string();
-        eval(
-            STORE,
-            &[self.keys.result(&result.command_id)],
-            &[json, ttl_ms],
-        )
+        let key = self.keys.result(&result.command_id);
+        let ttl_ms = self.limits.result_ttl.as_millis().max(1) as u64;
+        pipe.cmd("DEL").arg(&key).ignore();
+        pipe.cmd("RPUSH").arg(&key).arg(json).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
     }
 
     /// Stores `result` under its command id, replacing an earlier one.
     pub async fn store_result(&self, result: &CommandResult) -> Result<(), BusError> {
-        let _: i64 = self
-            .store_result_cmd(result)
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.store_result_cmds(result, &mut pipe);
+        let () = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(())
     }
 

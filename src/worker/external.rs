@@ -119,7 +119,7 @@ impl Handler for ExternalHandler {
 }
 
 /// A running program's process group, killed on drop unless cleared.
-struct ProcessGroup(Option<u32>);
+pub(super) struct ProcessGroup(pub(super) Option<u32>);
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
@@ -144,7 +144,7 @@ fn stdout_value(stdout: &[u8]) -> Value {
 }
 
 /// The last bytes of stderr, trimmed, starting at a character boundary.
-fn stderr_tail(stderr: &[u8]) -> String {
+pub(super) fn stderr_tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let trimmed = text.trim();
     if trimmed.len() <= STDERR_TAIL_BYTES {

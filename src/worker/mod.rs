@@ -3,7 +3,7 @@
 //! [`Worker::builder`] sets it up (role, handlers, pane) and [`WorkerBuilder::run`] runs it
 //! until a `shutdown` command, a stop signal, or until it is fenced by a newer incarnation.
 //! The pieces: [`identity`] (pane and record), [`handler`] (the `Handler` trait and
-//! registry), [`builtin`] (`ping`), [`external`] (`--handler TYPE=PROGRAM`), [`heartbeat`]
+//! registry), [`builtin`] (`ping`), [`prompt`] (the agent CLI), [`external`] (`--handler TYPE=PROGRAM`), [`heartbeat`]
 //! (the heartbeat task), [`runner`] (the command loop), [`signals`] and [`backoff`].
 //!
 //! ```no_run
@@ -78,7 +78,8 @@ pub enum WorkerError {
 pub struct Worker;
 
 impl Worker {
-    /// A worker with role `worker`, the built-in handlers, its pane detected from
+    /// A worker with role `worker`, the built-in handlers (`ping`, `prompt`; `shutdown` is
+    /// part of the loop), its pane detected from
     /// `TMUX_PANE` and signal handling on.
     pub fn builder(config: Config) -> WorkerBuilder {
         let mut handlers = Handlers::new();

@@ -59,7 +59,7 @@ pub enum PromptError {
     BadAgentCmd { line: String, reason: String },
     #[error("PANEBUS_AGENT_CMD is empty; set it to the agent command line, e.g. PANEBUS_AGENT_CMD='{DEFAULT_AGENT_CMD}'")]
     EmptyAgentCmd,
-    #[error("working directory {path:?} {reason}; pass an existing directory in payload.context.working_dir")]
+    #[error("working directory {path:?} is not a directory ({reason}); pass an existing directory in payload.context.working_dir")]
     WorkingDir { path: PathBuf, reason: String },
     #[error("prompt text is {bytes} bytes; one program argument is limited to {MAX_PROMPT_BYTES} bytes (Linux MAX_ARG_STRLEN): shorten the prompt or put the details in a file in the working directory and refer to it")]
     PromptTooLong { bytes: usize },
@@ -184,19 +184,19 @@ pub fn validate_working_dir(dir: &Path) -> Result<PathBuf, PromptError> {
     let metadata = std::fs::metadata(dir).map_err(|e| PromptError::WorkingDir {
         path: dir.to_path_buf(),
         reason: match e.kind() {
-            ErrorKind::NotFound => "does not exist".to_string(),
-            _ => format!("cannot be read: {e}"),
+            ErrorKind::NotFound => "it does not exist".to_string(),
+            _ => format!("it cannot be read: {e}"),
         },
     })?;
     if !metadata.is_dir() {
         return Err(PromptError::WorkingDir {
             path: dir.to_path_buf(),
-            reason: "is not a directory".into(),
+            reason: "it is a file or another non-directory".into(),
         });
     }
     std::fs::canonicalize(dir).map_err(|e| PromptError::WorkingDir {
         path: dir.to_path_buf(),
-        reason: format!("cannot be resolved: {e}"),
+        reason: format!("it cannot be resolved: {e}"),
     })
 }
 
@@ -212,12 +212,14 @@ pub struct AgentOutcome {
 }
 
 impl AgentOutcome {
-    /// The command result: the answer text under `result`, plus the agent's JSON (and its
+    /// The command result: the captured stdout under `output`, the answer text under
+    /// `result` (the same text, or the `result` field of a JSON answer), plus the agent's JSON (and its
     /// `session_id` / `total_cost_usd`) when it printed one. An agent JSON with
     /// `"is_error": true` is a failure even when the agent exited 0.
     pub fn into_result(self) -> Result<Value, PromptError> {
         let mut result = Map::new();
         let truncated = self.stdout_bytes > self.stdout.len() as u64;
+        result.insert("output".into(), Value::String(self.stdout.clone()));
         match agent_json(&self.stdout) {
             Some(agent) => {
                 let answer = match agent.get("result") {

@@ -2,10 +2,11 @@
 //!
 //! Start-up: connect (retrying while Redis is down), register (bumping the generation),
 //! requeue what a previous incarnation left unacked, emit `worker_started`, start the
-//! heartbeat task. Then, per command: BLMOVE queue → processing, mark busy and emit
-//! `command_received` (sent while the handler already runs), run the handler under its
-//! timeout, then in one pipelined round trip store the result, dead-letter it if it failed,
-//! ack it (fenced by generation) and emit `command_completed`/`command_failed`.
+//! heartbeat task. Then, per command: BLMOVE queue → processing; run the handler under its
+//! timeout (if it is still running after [`MARK_DELAY`], mark the worker busy and emit
+//! `command_received` meanwhile; a faster command sends that event with its outcome, which
+//! saves a round trip); then, in one pipelined round trip, store the result, dead-letter it
+//! if it failed, ack it (fenced by generation) and emit `command_completed`/`command_failed`.
 //! A result is always stored before the ack, so a crash in between redelivers the command
 //! rather than losing it. On a stop request the worker stops taking work, lets the command
 //! in flight finish within [`SHUTDOWN_GRACE`] (else puts it back at the head of its queue),
@@ -29,6 +30,9 @@ use crate::schema::{
 /// How long one BLMOVE waits before the loop checks in (a stop request ends it earlier
 /// through CLIENT UNBLOCK).
 const TAKE_BLOCK: Duration = Duration::from_secs(5);
+
+/// A command still running after this long is marked busy in the registry.
+const MARK_DELAY: Duration = Duration::from_millis(5);
 
 /// What the loop does after a command.
 enum Flow {
@@ -262,10 +266,10 @@ impl Runner {
                 self.ensure_registered().await;
                 backoff.reset();
             }
-            if self.tokens.stop.is_cancelled() {
+            if self.tokens.stop.is_cancelled() || self.fenced.is_cancelled() {
                 // Taken while stopping: give it back untouched.
                 self.give_back(&delivery.raw).await;
-                return Flow::Stop;
+                continue;
             }
             match self.process(delivery).await {
                 Flow::Continue => {}
@@ -301,9 +305,15 @@ impl Runner {
         let client_id = conn.client_id();
         let take = self.bus.take(conn, self.id(), TAKE_BLOCK);
         tokio::pin!(take);
+        let interrupted = async {
+            tokio::select! {
+                _ = self.tokens.stop.cancelled() => {}
+                _ = self.fenced.cancelled() => {}
+            }
+        };
         tokio::select! {
             r = &mut take => r,
-            _ = self.tokens.stop.cancelled() => {
+            _ = interrupted => {
                 if let Err(e) = self.bus.unblock(client_id).await {
                     tracing::debug!(error = %e, "CLIENT UNBLOCK failed");
                 }
@@ -314,7 +324,6 @@ impl Runner {
                     Err(_) => Ok(None),
                 }
             }
-            _ = self.fenced.cancelled() => Ok(None),
         }
     }
 
@@ -354,14 +363,35 @@ impl Runner {
                 cmd.attempt, cmd.max_attempts
             );
             let outcome = Err((error, DlqReason::AttemptsExhausted));
-            return self.finish(&cmd, &delivery.raw, started_ms, outcome).await;
+            let received = Some(self.received_event(&cmd));
+            return self
+                .finish(&cmd, &delivery.raw, started_ms, outcome, received)
+                .await;
         }
-        let (_, run) = tokio::join!(self.mark_received(&cmd), self.run_handler(&cmd));
+        // A command that finishes within MARK_DELAY is never shown as busy: its
+        // `command_received` event goes out with the outcome, saving a round trip. A slower
+        // one is marked busy while its handler runs.
+        let handler = self.run_handler(&cmd);
+        tokio::pin!(handler);
+        let (run, received) = tokio::select! {
+            biased;
+            run = &mut handler => (run, Some(self.received_event(&cmd))),
+            _ = tokio::time::sleep(MARK_DELAY) => {
+                let (_, run) = tokio::join!(self.mark_received(&cmd), handler);
+                (run, None)
+            }
+        };
         match run {
-            Run::Done(outcome) => self.finish(&cmd, &delivery.raw, started_ms, outcome).await,
+            Run::Done(outcome) => {
+                self.finish(&cmd, &delivery.raw, started_ms, outcome, received)
+                    .await
+            }
             Run::ShutdownRequested => {
                 let outcome = Ok(json!({"shutdown": true, "worker": self.id()}));
-                match self.finish(&cmd, &delivery.raw, started_ms, outcome).await {
+                match self
+                    .finish(&cmd, &delivery.raw, started_ms, outcome, received)
+                    .await
+                {
                     Flow::Continue => Flow::Shutdown,
                     other => other,
                 }
@@ -375,6 +405,15 @@ impl Runner {
     }
 
     /// Marks the worker busy and records `command_received`; failures are only logged.
+    fn received_event(&self, cmd: &Command) -> Event {
+        Event::new(
+            EventKind::CommandReceived,
+            self.id(),
+            json!({"type": cmd.kind, "attempt": cmd.attempt, "origin": cmd.origin}),
+        )
+        .with_command(cmd.id.clone())
+    }
+
     async fn mark_received(&self, cmd: &Command) {
         let mut pipe = redis::pipe();
         pipe.add_command(
@@ -382,13 +421,8 @@ impl Runner {
                 .set_state_cmd(self.id(), WorkerState::Busy, Some(&cmd.id)),
         )
         .ignore();
-        let event = Event::new(
-            EventKind::CommandReceived,
-            self.id(),
-            json!({"type": cmd.kind, "attempt": cmd.attempt, "origin": cmd.origin}),
-        )
-        .with_command(cmd.id.clone());
-        pipe.add_command(self.bus.emit_cmd(&event)).ignore();
+        pipe.add_command(self.bus.emit_cmd(&self.received_event(cmd)))
+            .ignore();
         let done: Result<(), redis::RedisError> =
             pipe.query_async(&mut self.bus.connection()).await;
         if let Err(e) = done {
@@ -446,16 +480,9 @@ impl Runner {
         builtin.push("shutdown");
         builtin.sort_unstable();
         let known = builtin.join(", ");
-        if kind == "prompt" {
-            format!(
-                "no handler for command type prompt on this worker (handled: {known}); \
-                 start the worker with --handler prompt=PROGRAM"
-            )
-        } else {
-            format!(
-                "no handler for command type {kind} (handled: {known}; add one with --handler {kind}=PROGRAM)"
-            )
-        }
+        format!(
+            "no handler for command type {kind} (handled: {known}; add one with --handler {kind}=PROGRAM)"
+        )
     }
 
     /// Stores the result, dead-letters a failure, acks and records the outcome, in one
@@ -466,6 +493,7 @@ impl Runner {
         raw: &str,
         started_ms: u64,
         outcome: Result<Value, (String, DlqReason)>,
+        received: Option<Event>,
     ) -> Flow {
         let finished_ms = now_ms();
         let (ok, value, error, reason) = match outcome {
@@ -483,8 +511,10 @@ impl Runner {
             attempt: cmd.attempt,
         };
         let mut pipe = redis::pipe();
-        pipe.add_command(self.bus.store_result_cmd(&result))
-            .ignore();
+        if let Some(received) = received {
+            pipe.add_command(self.bus.emit_cmd(&received)).ignore();
+        }
+        self.bus.store_result_cmds(&result, &mut pipe);
         let event = match (&error, reason) {
             (Some(error), Some(reason)) => {
                 let entry = DlqEntry {
