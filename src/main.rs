@@ -22,13 +22,14 @@ async fn main() {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    let json = cli.json;
     let outcome = match cli.command {
         Command::Worker(args) => panebus::cli::worker::run(args, config).await,
         Command::Ask(args) => panebus::cli::ask::run(args, &config).await,
         Command::WorkflowSetup(args) => panebus::cli::workflow::setup(args, &config).await,
         Command::WorkflowTeardown(args) => panebus::cli::workflow::teardown(args, &config).await,
-        Command::WorkflowStatus(args) => panebus::cli::workflow::status(args, &config).await,
-        Command::Workflows(args) => panebus::cli::workflow::list(args, &config).await,
+        Command::WorkflowStatus(args) => panebus::cli::workflow::status(args, &config, json).await,
+        Command::Workflows(args) => panebus::cli::workflow::list(args, &config, json).await,
     };
     if let Err(e) = outcome {
         eprintln!("panebus: {e:#}");

@@ -23,6 +23,9 @@ pub struct Cli {
     /// Node name, first half of worker ids (overrides PANEBUS_NODE).
     #[arg(long, global = true, value_name = "NAME")]
     pub node: Option<String>,
+    /// Machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -453,17 +453,14 @@ pub struct WorkflowStatusArgs {
     /// The workflow id printed by `panebus ask`
     #[arg(value_name = "WORKFLOW_ID")]
     pub id: String,
-
-    /// Print the record as JSON
-    #[arg(long)]
-    pub json: bool,
 }
 
-pub async fn status(args: WorkflowStatusArgs, config: &Config) -> anyhow::Result<()> {
+/// `workflow-status`; `json` is the global `--json` flag (the record as JSON).
+pub async fn status(args: WorkflowStatusArgs, config: &Config, json: bool) -> anyhow::Result<()> {
     let bus = Bus::connect(config).await?;
     let record = store::get(&bus, &args.id).await?;
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if json {
         serde_json::to_writer_pretty(&mut out, &record)?;
         writeln!(out)?;
     } else {
@@ -545,10 +542,6 @@ pub struct WorkflowsArgs {
     /// Only workflows that have not finished
     #[arg(long)]
     pub active: bool,
-
-    /// Print JSON
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// One line of `workflows --json`.
@@ -604,12 +597,13 @@ impl WorkflowSummary {
     }
 }
 
-pub async fn list(args: WorkflowsArgs, config: &Config) -> anyhow::Result<()> {
+/// `workflows`; `json` is the global `--json` flag.
+pub async fn list(args: WorkflowsArgs, config: &Config, json: bool) -> anyhow::Result<()> {
     let bus = Bus::connect(config).await?;
     let records = store::list(&bus, args.count, args.active).await?;
     let summaries: Vec<WorkflowSummary> = records.iter().map(WorkflowSummary::of).collect();
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if json {
         serde_json::to_writer_pretty(&mut out, &summaries)?;
         writeln!(out)?;
         return Ok(());
