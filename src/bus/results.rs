@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::{eval, BlockingConnection, Bus, BusError};
+use super::{BlockingConnection, Bus, BusError};
 use crate::schema::CommandResult;
 
 fn parse(command_id: &str, json: &str) -> Result<CommandResult, BusError> {
