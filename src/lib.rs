@@ -16,3 +16,4 @@ pub mod schema;
 pub mod tmux;
 pub mod up;
 pub mod worker;
+pub mod workflow;

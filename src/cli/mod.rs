@@ -7,6 +7,7 @@
 //! command lives in its own file with its clap `Args` and an async `run`; the Redis work
 //! behind them goes through [`crate::admin`] and [`crate::bus`].
 
+pub mod ask;
 pub mod attach;
 pub mod broadcast;
 pub mod completions;
@@ -33,6 +34,7 @@ pub mod tmux_server;
 pub mod up;
 pub mod watchdog;
 pub mod worker;
+pub mod workflow;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -204,6 +206,26 @@ Examples:
   tmux display-popup -E \"panebus prompt-box %3\""
     )]
     PromptBox(prompt_box::PromptBoxArgs),
+    /// Run a task through the review, plan, work and compound phases on agent workers.
+    #[command(after_help = "\
+Examples:
+  panebus ask Fix the failing tests
+  panebus ask -d /path/to/project Add user authentication
+  panebus ask --no-wait Refactor the payment module
+  panebus ask -v Investigate the codebase")]
+    Ask(ask::AskArgs),
+    /// Create a tmux session with the five workflow panes and a coordinator.
+    #[command(after_help = "\
+Examples:
+  panebus workflow-setup
+  panebus workflow-setup --session agents --no-attach")]
+    WorkflowSetup(workflow::WorkflowSetupArgs),
+    /// Kill a workflow session and deregister its workers.
+    WorkflowTeardown(workflow::WorkflowTeardownArgs),
+    /// Show one workflow and its phases.
+    WorkflowStatus(workflow::WorkflowStatusArgs),
+    /// List recent workflows.
+    Workflows(workflow::WorkflowsArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) to stdout.
@@ -279,6 +301,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::LastResult(args) => on_bus(&global, |ctx| last_result::run(args, ctx)),
         Command::PromptBox(args) => on_bus(&global, |ctx| async move {
             prompt_box::run(args, &ctx.config).await
+        }),
+        Command::Ask(args) => on_bus(
+            &global,
+            |ctx| async move { ask::run(args, &ctx.config).await },
+        ),
+        Command::WorkflowSetup(args) => on_bus(&global, |ctx| async move {
+            workflow::setup(args, &ctx.config).await
+        }),
+        Command::WorkflowTeardown(args) => on_bus(&global, |ctx| async move {
+            workflow::teardown(args, &ctx.config).await
+        }),
+        Command::WorkflowStatus(args) => on_bus(&global, |ctx| async move {
+            workflow::status(args, &ctx.config, ctx.json).await
+        }),
+        Command::Workflows(args) => on_bus(&global, |ctx| async move {
+            workflow::list(args, &ctx.config, ctx.json).await
         }),
     }
 }
