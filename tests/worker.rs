@@ -522,10 +522,12 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
 
     signal(&first.0, libc::SIGKILL);
     wait_exit(&mut first.0).await;
-    // SAFETY: the orphaned handler is ours to clean up.
-    unsafe {
-        libc::kill(-handler_pid, libc::SIGKILL);
-    }
+    // The handler program dies with its worker instead of running on unattended.
+    wait_until("the handler program dies with its worker", || async {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(handler_pid, 0) != 0 }
+    })
+    .await;
     let unacked = bus.unacked(&id).await.unwrap();
     assert_eq!(
         unacked.len(),

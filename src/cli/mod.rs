@@ -221,10 +221,22 @@ Examples:
   panebus workflow-setup --session agents --no-attach")]
     WorkflowSetup(workflow::WorkflowSetupArgs),
     /// Kill a workflow session and deregister its workers.
+    #[command(after_help = "\
+Examples:
+  panebus workflow-teardown
+  panebus workflow-teardown agents")]
     WorkflowTeardown(workflow::WorkflowTeardownArgs),
     /// Show one workflow and its phases.
+    #[command(after_help = "\
+Examples:
+  panebus workflow-status 01JD3M5Q8Z
+  panebus workflow-status 01JD3M5Q8Z --json")]
     WorkflowStatus(workflow::WorkflowStatusArgs),
     /// List recent workflows.
+    #[command(after_help = "\
+Examples:
+  panebus workflows
+  panebus workflows --active --count 5 --json")]
     Workflows(workflow::WorkflowsArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),

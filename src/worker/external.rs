@@ -63,7 +63,9 @@ impl ExternalHandler {
 
     async fn run(&self, cmd: &Command, ctx: &HandlerContext) -> Result<Value, HandlerError> {
         let program = &self.argv[0];
-        let mut child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        die_with_worker(&mut command);
+        let mut child = command
             .args(&self.argv[1..])
             .env("PANEBUS_WORKER_ID", &ctx.worker_id)
             .env("PANEBUS_COMMAND_ID", &cmd.id)
@@ -155,6 +157,26 @@ pub(super) fn stderr_tail(stderr: &[u8]) -> String {
         start += 1;
     }
     format!("...{}", &trimmed[start..])
+}
+
+/// Makes a child process die with the worker: if the worker is killed (SIGKILL, OOM) a
+/// handler or agent must not run on unattended while its command is redelivered elsewhere.
+/// On Linux the kernel sends the child SIGKILL when the thread that spawned it exits; other
+/// systems rely on the process-group kill on timeout and stop.
+pub(super) fn die_with_worker(command: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
+    // parent; it runs in the child between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 #[cfg(test)]

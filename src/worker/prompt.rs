@@ -337,19 +337,7 @@ where
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // If the worker itself dies (SIGKILL, OOM), the agent must not run on unattended: on
-    // Linux the kernel sends it SIGKILL when the worker thread that spawned it exits.
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
-    // parent; it runs in the child between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    super::external::die_with_worker(&mut command);
     let started = Instant::now();
     let mut child = command.spawn().map_err(|source| match source.kind() {
         ErrorKind::NotFound => PromptError::AgentNotFound {

@@ -543,13 +543,13 @@ impl Runner {
             }
         };
         self.bus.store_result_cmds(&result, &mut pipe);
-        pipe.add_command(
-            self.bus
-                .ack_cmd(self.id(), raw, self.info.generation, mark_idle),
-        );
+        let ack = self
+            .bus
+            .ack_cmd(self.id(), raw, self.info.generation, mark_idle);
+        pipe.add_command(ack.clone());
         pipe.add_command(self.bus.emit_cmd(&event.with_command(cmd.id.clone())))
             .ignore();
-        self.run_ack_pipeline(&pipe, Some(&cmd.id)).await
+        self.run_ack_pipeline(pipe, ack, Some(&cmd.id)).await
     }
 
     /// Sends an element that is not a valid command to the DLQ and acks it.
@@ -565,29 +565,36 @@ impl Runner {
         tracing::warn!(worker = %self.id(), dlq_entry = %entry.id, error = %reason, "queue held something that is not a command; moved to the DLQ");
         let mut pipe = redis::pipe();
         self.bus.dlq_push_cmds(&entry, &mut pipe);
-        pipe.add_command(
-            self.bus
-                .ack_cmd(self.id(), raw, self.info.generation, false),
-        );
+        let ack = self
+            .bus
+            .ack_cmd(self.id(), raw, self.info.generation, false);
+        pipe.add_command(ack.clone());
         let event = Event::new(
             EventKind::CommandFailed,
             self.id(),
             json!({"reason": DlqReason::Poison, "error": reason, "dlq_entry": entry.id}),
         );
         pipe.add_command(self.bus.emit_cmd(&event)).ignore();
-        self.run_ack_pipeline(&pipe, None).await
+        self.run_ack_pipeline(pipe, ack, None).await
     }
 
-    /// Runs a pipeline whose only non-ignored reply is an ack, retrying while Redis is
-    /// unreachable (every step in it is idempotent).
-    async fn run_ack_pipeline(&self, pipe: &redis::Pipeline, command_id: Option<&str>) -> Flow {
+    /// Runs a pipeline whose only non-ignored reply is `ack`, retrying while Redis is
+    /// unreachable. A pipeline is not atomic: when only the ack fails (NOSCRIPT), the other
+    /// steps have already run, so only the ack is sent again; re-sending them would record
+    /// the outcome events twice.
+    async fn run_ack_pipeline(
+        &self,
+        mut pipe: redis::Pipeline,
+        ack: redis::Cmd,
+        command_id: Option<&str>,
+    ) -> Flow {
         let mut backoff = Backoff::redis();
         let mut reloaded = false;
         loop {
             let reply: Result<((i64, u64),), redis::RedisError> =
                 pipe.query_async(&mut self.bus.connection()).await;
             let error = match reply {
-                Ok((ack,)) => match Bus::ack_reply(self.id(), self.info.generation, ack) {
+                Ok((acked,)) => match Bus::ack_reply(self.id(), self.info.generation, acked) {
                     Ok(true) => return Flow::Continue,
                     Ok(false) => {
                         tracing::warn!(worker = %self.id(), command_id = command_id.unwrap_or("-"), "acked command was no longer in the processing list (requeued by someone else, or Redis lost data)");
@@ -602,10 +609,14 @@ impl Runner {
                             == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
                     reloaded = true;
-                    // Redis restarted with an empty script cache: load the ack script and
-                    // send the (idempotent) pipeline again.
+                    // Redis has an empty script cache (first ack on it, or it restarted):
+                    // load the ack script and send the ack alone.
                     match self.bus.load_ack_script().await {
-                        Ok(()) => continue,
+                        Ok(()) => {
+                            pipe = redis::pipe();
+                            pipe.add_command(ack.clone());
+                            continue;
+                        }
                         Err(e) => e,
                     }
                 }
