@@ -98,12 +98,12 @@ impl Keys {
 
     /// String with a TTL: leader lease of the coordinator of tmux session `session` on `node`.
     pub fn lease(&self, node: &str, session: &str) -> String {
-        format!("{}:lease:{}/{}", self.ns, node, session)
+        format!("{}:lease:{{{}/{}}}", self.ns, node, session)
     }
 
     /// Counter: fencing tokens handed out for the lease of `session` on `node`.
     pub fn lease_token(&self, node: &str, session: &str) -> String {
-        format!("{}:lease:{}/{}:token", self.ns, node, session)
+        format!("{}:lease:{{{}/{}}}:token", self.ns, node, session)
     }
 
     /// Hash: state of workflow `id`.
@@ -166,7 +166,8 @@ mod tests {
         assert_eq!(k.dlq(), "pb:dlq");
         assert_eq!(k.dlq_entries(), "pb:dlq:entries");
         assert_eq!(k.events(), "pb:events");
-        assert_eq!(k.lease("devbox", "main"), "pb:lease:devbox/main");
+        assert_eq!(k.lease("devbox", "main"), "pb:lease:{devbox/main}");
+        assert_eq!(k.lease_token("devbox", "main"), "pb:lease:{devbox/main}:token");
         assert_eq!(k.workflow("w1"), "pb:workflow:w1");
         assert_eq!(k.workflows(), "pb:workflows");
     }
