@@ -102,6 +102,19 @@ async fn ping_custom_and_shutdown_round_trip_in_process() {
     assert_eq!(value["worker"], id);
     assert!(value["latency_ms"].as_u64().is_some());
 
+    // An empty script cache (as after a Redis restart) does not break the ack.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut redis.conn())
+        .unwrap();
+    let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
+    assert!(r.ok);
+    // The result is stored just before the ack: wait for the ack too.
+    wait_until("the command is acked", || async {
+        bus.processing_len(&id).await.unwrap() == 0
+    })
+    .await;
+
     let rev = Command::new("reverse", json!({"text": "abc é"}), "test");
     let r = dispatch(&bus, &id, &rev).await;
     assert_eq!(r.result.unwrap()["reversed"], "é cba");
@@ -124,7 +137,11 @@ async fn ping_custom_and_shutdown_round_trip_in_process() {
         .unwrap();
     assert_eq!(exit, WorkerExit::ShutdownCommand);
     assert!(!bus.is_registered(&id).await.unwrap());
-    assert_eq!(bus.processing_len(&id).await.unwrap(), 0);
+    // The result is stored just before the ack: wait for the ack too.
+    wait_until("the command is acked", || async {
+        bus.processing_len(&id).await.unwrap() == 0
+    })
+    .await;
     let kinds: Vec<EventKind> = bus
         .recent_events(100)
         .await
@@ -184,7 +201,11 @@ async fn unknown_type_and_poison_go_to_the_dlq_and_the_worker_survives() {
     // Still serving.
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
-    assert_eq!(bus.processing_len(&id).await.unwrap(), 0);
+    // The result is stored just before the ack: wait for the ack too.
+    wait_until("the command is acked", || async {
+        bus.processing_len(&id).await.unwrap() == 0
+    })
+    .await;
     tokens.stop.cancel();
     assert_eq!(task.await.unwrap().unwrap(), WorkerExit::Stopped);
     assert!(!bus.is_registered(&id).await.unwrap());
@@ -336,6 +357,15 @@ async fn a_fenced_worker_stops_without_touching_the_queue() {
 // ---- `panebus worker` processes ----
 
 fn worker_process(redis: &RedisServer, pane: &str, extra: &[&str]) -> Child {
+    worker_process_with(redis, pane, extra, &[])
+}
+
+fn worker_process_with(
+    redis: &RedisServer,
+    pane: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_panebus"))
         .arg("worker")
         .args(extra)
@@ -348,6 +378,7 @@ fn worker_process(redis: &RedisServer, pane: &str, extra: &[&str]) -> Child {
         .env("PANEBUS_HEARTBEAT_TTL", "5")
         .env("PANEBUS_LOG_LEVEL", "debug")
         .env("TMUX_PANE", pane)
+        .envs(envs.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -515,7 +546,11 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     assert_eq!(r.attempt, 2);
     assert_eq!(r.result.unwrap()["attempt"], 2);
     assert!(bus.generation(&id).await.unwrap() > generation);
-    assert_eq!(bus.processing_len(&id).await.unwrap(), 0);
+    // The result is stored just before the ack: wait for the ack too.
+    wait_until("the command is acked", || async {
+        bus.processing_len(&id).await.unwrap() == 0
+    })
+    .await;
     signal(&second.0, libc::SIGTERM);
     assert!(wait_exit(&mut second.0).await.success());
 }
@@ -571,7 +606,11 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     signal(&child.0, libc::SIGINT);
     assert!(wait_exit(&mut child.0).await.success());
-    assert_eq!(bus.processing_len(&id).await.unwrap(), 0);
+    // The result is stored just before the ack: wait for the ack too.
+    wait_until("the command is acked", || async {
+        bus.processing_len(&id).await.unwrap() == 0
+    })
+    .await;
     assert_eq!(bus.queue_depth(&id).await.unwrap(), 1);
     let mut blocking = bus.blocking_connection().await.unwrap();
     // Register a consumer-less id check: the requeued element is the same command, attempt 1.
@@ -588,7 +627,13 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_survives_a_redis_restart_and_registers_again() {
     let mut redis = RedisServer::start();
-    let mut child = KillOnDrop(worker_process(&redis, "%9", &[]));
+    // A slow heartbeat: registering again must not wait for it.
+    let mut child = KillOnDrop(worker_process_with(
+        &redis,
+        "%9",
+        &["--heartbeat-interval", "30s"],
+        &[("PANEBUS_HEARTBEAT_TTL", "60")],
+    ));
     let id = format!("{NODE}/%9");
     {
         let bus = Bus::connect(&config(&redis)).await.unwrap();

@@ -33,16 +33,21 @@ return {1, redis.call('LPUSH', KEYS[1], ARGV[1])}
 static ENQUEUE_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(ENQUEUE));
 
-/// KEYS: processing, generation, info. ARGV: raw command, the acking worker's generation.
-/// Returns `{removed, generation}`, or `{-1, generation}` when the caller is fenced. A
-/// missing generation key (Redis lost its data) does not fence: the worker registers again.
+/// The ack is on every command's finish pipeline: sent as EVALSHA, loaded on NOSCRIPT.
+static ACK_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(ACK));
+
+/// KEYS: processing, generation, info. ARGV: raw command, the acking worker's generation,
+/// mark idle (`1`/`0`). Returns `{removed, generation}`, or `{-1, generation}` when the
+/// caller is fenced. A missing generation key (Redis lost its data) does not fence: the
+/// worker registers again.
 const ACK: &str = r"
 local current = redis.call('GET', KEYS[2])
 if current and tonumber(current) ~= tonumber(ARGV[2]) then
   return {-1, tonumber(current)}
 end
 local removed = redis.call('LREM', KEYS[1], 1, ARGV[1])
-if redis.call('EXISTS', KEYS[3]) == 1 then
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('HSET', KEYS[3], 'state', 'idle', 'current_command', '')
 end
 return {removed, tonumber(ARGV[2])}
@@ -214,14 +219,35 @@ impl Bus {
         Ok(raw.map(Delivery::parse))
     }
 
-    /// The ack command for `raw` (see [`Bus::ack`]), for use in a pipeline.
-    pub(crate) fn ack_cmd(&self, worker: &str, raw: &str, generation: u64) -> redis::Cmd {
-        let keys = [
-            self.keys.processing(worker),
-            self.keys.generation(worker),
-            self.keys.info(worker),
-        ];
-        eval(ACK, &keys, &[raw.to_string(), generation.to_string()])
+    /// The ack of `raw` (see [`Bus::ack`]) as an EVALSHA, for use in a pipeline; on a
+    /// NOSCRIPT reply call [`Bus::load_ack_script`] and send it again. `mark_idle` also
+    /// resets the registry record's state (needed only if it was marked busy).
+    pub(crate) fn ack_cmd(
+        &self,
+        worker: &str,
+        raw: &str,
+        generation: u64,
+        mark_idle: bool,
+    ) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(ACK_SCRIPT.get_hash())
+            .arg(3)
+            .arg(self.keys.processing(worker))
+            .arg(self.keys.generation(worker))
+            .arg(self.keys.info(worker))
+            .arg(raw)
+            .arg(generation)
+            .arg(if mark_idle { "1" } else { "0" });
+        cmd
+    }
+
+    /// Loads the ack script into Redis's script cache (after a NOSCRIPT reply).
+    pub(crate) async fn load_ack_script(&self) -> Result<(), BusError> {
+        ACK_SCRIPT
+            .prepare_invoke()
+            .load_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// Interprets the reply of [`Bus::ack_cmd`].
@@ -244,9 +270,14 @@ impl Bus {
     /// idle. Returns whether it was still there. Fails with [`BusError::Fenced`] when
     /// `generation` is no longer the worker's generation.
     pub async fn ack(&self, worker: &str, raw: &str, generation: u64) -> Result<bool, BusError> {
-        let reply: (i64, u64) = self
-            .ack_cmd(worker, raw, generation)
-            .query_async(&mut self.conn.clone())
+        let reply: (i64, u64) = ACK_SCRIPT
+            .key(self.keys.processing(worker))
+            .key(self.keys.generation(worker))
+            .key(self.keys.info(worker))
+            .arg(raw)
+            .arg(generation)
+            .arg("1")
+            .invoke_async(&mut self.conn.clone())
             .await?;
         Bus::ack_reply(worker, generation, reply)
     }
