@@ -622,6 +622,10 @@ fn a_restarted_coordinator_acts_only_on_differences() {
     rig.wait_managed(&pane);
     first.signal(libc::SIGTERM);
     assert!(first.wait_exit().success());
+    // Without a coordinator, `restart` says so instead of acting behind anyone's back.
+    let out = rig.panebus(&["restart", &pane]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no coordinator is running"));
 
     // A healthy pane is left as it is by the next coordinator.
     let pid = rig.pane_pid(&pane);
@@ -978,4 +982,34 @@ fn idle_cost() {
         "coordinator idle with {panes} managed panes, --check-interval 1s: CPU {cpu:.2}% of one core over {secs}s, RSS {} MiB",
         rss / 1024
     );
+}
+
+#[test]
+fn the_coordinator_rides_out_a_redis_restart() {
+    let mut rig = Rig::new();
+    let mut coord = rig.coordinator(&[], "coord.log");
+    let pane = rig.start_worker(&[]);
+    let wid = Rig::worker_id(&pane);
+    rig.wait_managed(&pane);
+    // Without persistence a restart loses every key: the lease, the registry, the history.
+    rig.redis.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    rig.redis.restart();
+    assert!(
+        coord.0.try_wait().unwrap().is_none(),
+        "{}",
+        rig.log("coord.log")
+    );
+    wait_for("lease taken again", || {
+        rig.conn()
+            .exists::<_, bool>(rig.keys.lease(NODE, SESSION))
+            .unwrap()
+    });
+    rig.wait_managed(&pane);
+    let old_pid = rig.pane_pid(&pane);
+    kill(old_pid, libc::SIGKILL);
+    wait_for("respawned after the Redis restart", || {
+        rig.count("pane_respawned", &wid) == 1
+    });
+    rig.wait_managed(&pane);
 }
