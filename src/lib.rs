@@ -14,4 +14,6 @@ pub mod coordinator;
 pub mod logging;
 pub mod schema;
 pub mod tmux;
+pub mod up;
 pub mod worker;
+pub mod workflow;

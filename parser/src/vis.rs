@@ -39,6 +39,11 @@ pub fn vis_decode(encoded: &[u8]) -> Cow<'_, [u8]> {
             b'f' => Some(0x0c),
             b's' => Some(b' '),
             b'E' | b'e' => Some(0x1b),
+            // tmux 3.3a (VIS_DQ) writes `$` as `\$` before a letter, `_` or `{`, and may
+            // escape the other shell-special quote characters the same way.
+            b'$' => Some(b'$'),
+            b'"' => Some(b'"'),
+            b'`' => Some(b'`'),
             _ => None,
         };
         if let Some(decoded) = simple {

@@ -41,6 +41,12 @@ fn vis_decode_borrows_plain_names_and_keeps_unknown_escapes() {
     assert_eq!(&*vis_decode(b"\\s\\E\\101\\0"), b" \x1bA\0");
 }
 
+#[test]
+fn vis_decode_undoes_tmux_3_3a_dollar_escape() {
+    // Measured: `rename-window 'x $HOME ${A} $(b)'` is reported as `x \$HOME \${A} $(b)`.
+    assert_eq!(&*vis_decode(b"x \\$HOME \\${A} $(b)"), b"x $HOME ${A} $(b)");
+}
+
 proptest! {
     #[test]
     fn output_escaping_round_trips(raw in proptest::collection::vec(any::<u8>(), 0..300)) {

@@ -7,27 +7,34 @@
 //! command lives in its own file with its clap `Args` and an async `run`; the Redis work
 //! behind them goes through [`crate::admin`] and [`crate::bus`].
 
+pub mod ask;
 pub mod attach;
 pub mod broadcast;
 pub mod completions;
 pub mod dispatch;
 pub mod dispatch_role;
 pub mod dlq;
+pub mod down;
 pub mod events;
 pub mod exit;
 pub mod fanout;
+pub mod last_result;
 pub mod man;
 pub mod panes;
 pub mod payload;
 pub mod progress;
+pub mod prompt_box;
 pub mod release;
 pub mod restart;
 pub mod result;
 pub mod status;
+pub mod status_line;
 pub mod table;
 pub mod tmux_server;
+pub mod up;
 pub mod watchdog;
 pub mod worker;
+pub mod workflow;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -160,6 +167,65 @@ Examples:
     Events(events::EventsArgs),
     /// Show the stored result of a command, optionally waiting for it.
     Result(result::ResultArgs),
+    /// Start a ready tmux session: workers by role, the coordinator, a private Redis if none.
+    #[command(after_help = "\
+Examples:
+  panebus up                         # 2 workers, attach
+  panebus up --workers 4 --role reviewer --no-attach
+  panebus up -f panebus.toml -L work
+
+Without PANEBUS_REDIS_URL and with nothing answering at the default URL, it starts a private
+redis-server on a unix socket and puts its URL into the session environment.")]
+    Up(up::UpArgs),
+    /// Stop the session `panebus up` started (and its managed Redis when unused).
+    #[command(after_help = "\
+Examples:
+  panebus down
+  panebus down agents -L work")]
+    Down(down::DownArgs),
+    /// One-line health summary for tmux status bars; always exits 0.
+    #[command(after_help = "\
+Examples:
+  panebus status-line --format plain
+  set -g status-right '#(panebus status-line)'")]
+    StatusLine(status_line::StatusLineArgs),
+    /// Show the result of a worker's newest finished command.
+    #[command(after_help = "\
+Examples:
+  panebus last-result %3
+  panebus last-result devbox/%3 --json
+
+Exit codes: 0 ok, 4 no finished command or its result expired, 7 the command failed.")]
+    LastResult(last_result::LastResultArgs),
+    /// Read a prompt from the terminal and dispatch it to a pane (the tmux plugin's popup).
+    #[command(
+        hide = true,
+        after_help = "\
+Examples:
+  panebus prompt-box %3              # reads one line from the terminal
+  tmux display-popup -E \"panebus prompt-box %3\""
+    )]
+    PromptBox(prompt_box::PromptBoxArgs),
+    /// Run a task through the review, plan, work and compound phases on agent workers.
+    #[command(after_help = "\
+Examples:
+  panebus ask Fix the failing tests
+  panebus ask -d /path/to/project Add user authentication
+  panebus ask --no-wait Refactor the payment module
+  panebus ask -v Investigate the codebase")]
+    Ask(ask::AskArgs),
+    /// Create a tmux session with the five workflow panes and a coordinator.
+    #[command(after_help = "\
+Examples:
+  panebus workflow-setup
+  panebus workflow-setup --session agents --no-attach")]
+    WorkflowSetup(workflow::WorkflowSetupArgs),
+    /// Kill a workflow session and deregister its workers.
+    WorkflowTeardown(workflow::WorkflowTeardownArgs),
+    /// Show one workflow and its phases.
+    WorkflowStatus(workflow::WorkflowStatusArgs),
+    /// List recent workflows.
+    Workflows(workflow::WorkflowsArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) to stdout.
@@ -221,6 +287,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(args) => on_bus(&global, |ctx| dlq::run(args, ctx)),
         Command::Events(args) => on_bus(&global, |ctx| events::run(args, ctx)),
         Command::Result(args) => on_bus(&global, |ctx| result::run(args, ctx)),
+        Command::Up(args) => on_bus(
+            &global,
+            |ctx| async move { up::run(args, &ctx.config).await },
+        ),
+        Command::Down(args) => on_bus(
+            &global,
+            |ctx| async move { down::run(args, &ctx.config).await },
+        ),
+        Command::StatusLine(args) => on_bus(&global, |ctx| async move {
+            status_line::run(args, &ctx.config).await
+        }),
+        Command::LastResult(args) => on_bus(&global, |ctx| last_result::run(args, ctx)),
+        Command::PromptBox(args) => on_bus(&global, |ctx| async move {
+            prompt_box::run(args, &ctx.config).await
+        }),
+        Command::Ask(args) => on_bus(
+            &global,
+            |ctx| async move { ask::run(args, &ctx.config).await },
+        ),
+        Command::WorkflowSetup(args) => on_bus(&global, |ctx| async move {
+            workflow::setup(args, &ctx.config).await
+        }),
+        Command::WorkflowTeardown(args) => on_bus(&global, |ctx| async move {
+            workflow::teardown(args, &ctx.config).await
+        }),
+        Command::WorkflowStatus(args) => on_bus(&global, |ctx| async move {
+            workflow::status(args, &ctx.config, ctx.json).await
+        }),
+        Command::Workflows(args) => on_bus(&global, |ctx| async move {
+            workflow::list(args, &ctx.config, ctx.json).await
+        }),
     }
 }
 

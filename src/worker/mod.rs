@@ -86,7 +86,11 @@ impl Worker {
         handlers.insert("ping", Arc::new(builtin::Ping));
         handlers.insert(
             "prompt",
-            Arc::new(prompt::Prompt::new(config.agent_cmd.clone())),
+            Arc::new(prompt::PromptHandler::from_config(&config)),
+        );
+        handlers.insert(
+            crate::workflow::WORKFLOW_COMMAND,
+            Arc::new(crate::workflow::WorkflowHandler::new(config.clone())),
         );
         WorkerBuilder {
             pane: identity::detect_pane(std::env::var("TMUX_PANE").ok().as_deref()),
