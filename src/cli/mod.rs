@@ -221,6 +221,10 @@ Examples:
   panebus workflow-setup --session agents --no-attach")]
     WorkflowSetup(workflow::WorkflowSetupArgs),
     /// Kill a workflow session and deregister its workers.
+    #[command(after_help = "\
+Examples:
+  panebus workflow-teardown
+  panebus workflow-teardown agents -L work")]
     WorkflowTeardown(workflow::WorkflowTeardownArgs),
     /// Show one workflow and its phases.
     WorkflowStatus(workflow::WorkflowStatusArgs),
