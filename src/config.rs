@@ -403,13 +403,7 @@ impl Config {
 
 fn check_redis_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
     let v = value.trim();
-    let known = [
-        "redis://",
-        "rediss://",
-        "redis+unix://",
-        "unix://",
-        "redis+sentinel://",
-    ];
+    let known = ["redis://", "redis+unix://", "unix://"];
     if !known.iter().any(|scheme| v.starts_with(scheme)) {
         return Err(invalid(
             var,

@@ -224,7 +224,7 @@ Examples:
     #[command(after_help = "\
 Examples:
   panebus workflow-teardown
-  panebus workflow-teardown agents")]
+  panebus workflow-teardown agents -L work")]
     WorkflowTeardown(workflow::WorkflowTeardownArgs),
     /// Show one workflow and its phases.
     #[command(after_help = "\

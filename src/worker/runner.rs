@@ -8,10 +8,14 @@
 //! saves a round trip); then, in one pipelined round trip, store the result, dead-letter it
 //! if it failed, ack it (fenced by generation) and emit `command_completed`/`command_failed`.
 //! A result is always stored before the ack, so a crash in between redelivers the command
-//! rather than losing it. On a stop request the worker stops taking work, lets the command
+//! rather than losing it. That pipeline runs while the loop already waits for the next
+//! command on its own connection; its outcome (e.g. fenced) is looked at before the next
+//! command runs. On a stop request the worker stops taking work, lets the command
 //! in flight finish within [`SHUTDOWN_GRACE`] (else puts it back at the head of its queue),
 //! deregisters and emits `worker_stopped`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -40,6 +44,17 @@ enum Flow {
     Shutdown,
     Stop,
     Fenced(u64),
+}
+
+/// The finish of a command (result, ack, event), left running while the loop takes the
+/// next command: the two use different connections, so a worker's loop costs one round
+/// trip less per command.
+type Finishing<'a> = Pin<Box<dyn Future<Output = Flow> + Send + 'a>>;
+
+/// What processing a command left to do.
+enum Step<'a> {
+    Done(Flow),
+    Finishing(Finishing<'a>),
 }
 
 /// How running a handler ended.
@@ -226,20 +241,41 @@ impl Runner {
         // After a connection error a command may sit in the processing list with nobody
         // running it (a BLMOVE served just as the connection broke): look there first.
         let mut check_orphans = false;
+        let mut finishing: Option<Finishing<'_>> = None;
         loop {
-            if self.fenced.is_cancelled() {
-                return self.fenced_flow().await;
-            }
-            if self.tokens.stop.is_cancelled() {
+            if self.fenced.is_cancelled() || self.tokens.stop.is_cancelled() {
+                if let Some(finish) = finishing.take() {
+                    if let flow @ (Flow::Fenced(_) | Flow::Shutdown) = finish.await {
+                        return flow;
+                    }
+                }
+                if self.fenced.is_cancelled() {
+                    return self.fenced_flow().await;
+                }
                 return Flow::Stop;
             }
-            let next = if check_orphans {
-                self.bus
-                    .oldest_unacked(self.id())
-                    .await
-                    .inspect(|orphan| check_orphans = orphan.is_some())
-            } else {
-                self.take(&mut blocking).await
+            let next = async {
+                if check_orphans {
+                    self.bus
+                        .oldest_unacked(self.id())
+                        .await
+                        .inspect(|orphan| check_orphans = orphan.is_some())
+                } else {
+                    self.take(&mut blocking).await
+                }
+            };
+            let next = match finishing.take() {
+                None => next.await,
+                Some(finish) => {
+                    let (flow, next) = tokio::join!(finish, next);
+                    if !matches!(flow, Flow::Continue) {
+                        if let Ok(Some(taken)) = &next {
+                            self.give_back(&taken.raw).await;
+                        }
+                        return flow;
+                    }
+                    next
+                }
             };
             if next.is_ok() && backoff.attempt() > 0 {
                 tracing::info!(worker = %self.id(), failures = backoff.attempt(), "Redis is reachable again");
@@ -269,8 +305,9 @@ impl Runner {
                 continue;
             }
             match self.process(delivery).await {
-                Flow::Continue => {}
-                other => return other,
+                Step::Finishing(finish) => finishing = Some(finish),
+                Step::Done(Flow::Continue) => {}
+                Step::Done(other) => return other,
             }
         }
     }
@@ -347,11 +384,11 @@ impl Runner {
         }
     }
 
-    async fn process(&self, delivery: Delivery) -> Flow {
+    async fn process(&self, delivery: Delivery) -> Step<'_> {
         let started_ms = now_ms();
         let cmd = match delivery.command {
             Ok(cmd) => cmd,
-            Err(reason) => return self.finish_poison(&delivery.raw, reason).await,
+            Err(reason) => return Step::Done(self.finish_poison(&delivery.raw, reason).await),
         };
         tracing::info!(worker = %self.id(), command_id = %cmd.id, r#type = %cmd.kind, attempt = cmd.attempt, "command received");
         if cmd.attempt > cmd.max_attempts {
@@ -361,27 +398,32 @@ impl Runner {
             );
             let outcome = Err((error, DlqReason::AttemptsExhausted));
             let received = Some(self.received_event(&cmd));
-            return self
-                .finish(&cmd, &delivery.raw, started_ms, outcome, received)
-                .await;
+            return Step::Done(
+                self.finish(&cmd, &delivery.raw, started_ms, outcome, received)
+                    .await,
+            );
         }
         // A command that finishes within MARK_DELAY is never shown as busy: its
         // `command_received` event goes out with the outcome, saving a round trip. A slower
         // one is marked busy while its handler runs.
-        let handler = self.run_handler(&cmd);
-        tokio::pin!(handler);
-        let (run, received) = tokio::select! {
-            biased;
-            run = &mut handler => (run, Some(self.received_event(&cmd))),
-            _ = tokio::time::sleep(MARK_DELAY) => {
-                let (_, run) = tokio::join!(self.mark_received(&cmd), handler);
-                (run, None)
+        let (run, received) = {
+            let handler = self.run_handler(&cmd);
+            tokio::pin!(handler);
+            tokio::select! {
+                biased;
+                run = &mut handler => (run, Some(self.received_event(&cmd))),
+                _ = tokio::time::sleep(MARK_DELAY) => {
+                    let (_, run) = tokio::join!(self.mark_received(&cmd), handler);
+                    (run, None)
+                }
             }
         };
         match run {
             Run::Done(outcome) => {
-                self.finish(&cmd, &delivery.raw, started_ms, outcome, received)
-                    .await
+                let raw = delivery.raw;
+                Step::Finishing(Box::pin(async move {
+                    self.finish(&cmd, &raw, started_ms, outcome, received).await
+                }))
             }
             Run::ShutdownRequested => {
                 let outcome = Ok(json!({"shutdown": true, "worker": self.id()}));
@@ -389,15 +431,15 @@ impl Runner {
                     .finish(&cmd, &delivery.raw, started_ms, outcome, received)
                     .await
                 {
-                    Flow::Continue => Flow::Shutdown,
-                    other => other,
+                    Flow::Continue => Step::Done(Flow::Shutdown),
+                    other => Step::Done(other),
                 }
             }
             Run::Interrupted => {
                 self.give_back(&delivery.raw).await;
-                Flow::Stop
+                Step::Done(Flow::Stop)
             }
-            Run::Fenced => self.fenced_flow().await,
+            Run::Fenced => Step::Done(self.fenced_flow().await),
         }
     }
 
