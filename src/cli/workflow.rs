@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::schema::now_ms;
+use crate::up::session::{exact, Tmux, TmuxSocket};
 use crate::workflow::record::{PhaseState, WorkflowRecord};
 use crate::workflow::{store, ORCHESTRATOR_ROLE};
 
@@ -52,54 +53,23 @@ pub struct TmuxServerArgs {
 }
 
 impl TmuxServerArgs {
-    fn tmux(&self) -> std::process::Command {
-        let mut command = std::process::Command::new("tmux");
-        if let Some(name) = &self.socket_name {
-            command.arg("-L").arg(name);
-        }
-        if let Some(path) = &self.socket_path {
-            command.arg("-S").arg(path);
-        }
-        command.stdin(Stdio::null());
-        command
+    /// The `tmux` client for the selected server (shared with `panebus up`).
+    fn server(&self) -> Tmux {
+        Tmux::new(match (&self.socket_name, &self.socket_path) {
+            (Some(name), _) => TmuxSocket::Name(name.clone()),
+            (None, Some(path)) => TmuxSocket::Path(path.clone()),
+            (None, None) => TmuxSocket::Default,
+        })
     }
 
     /// Runs one tmux command; its trimmed stdout, or an error with tmux's message.
     fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> anyhow::Result<String> {
-        let output = self.tmux().args(args).output().map_err(|e| {
-            anyhow::anyhow!(
-                "cannot run tmux: {e}; install tmux 3.2 or newer (e.g. `apt-get install tmux`)"
-            )
-        })?;
-        if !output.status.success() {
-            let shown: Vec<String> = args
-                .iter()
-                .map(|a| a.as_ref().to_string_lossy().into_owned())
-                .collect();
-            bail!(
-                "tmux {} failed: {}",
-                shown.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+        Ok(self.server().run(args)?.trim().to_string())
     }
 
     fn has_session(&self, session: &str) -> anyhow::Result<bool> {
-        let status = self
-            .tmux()
-            .args(["has-session", "-t", &exact(session)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("cannot run tmux; install tmux 3.2 or newer")?;
-        Ok(status.success())
+        Ok(self.server().has_session(session)?)
     }
-}
-
-/// A target naming the session exactly (tmux otherwise matches name prefixes).
-fn exact(session: &str) -> String {
-    format!("={session}")
 }
 
 /// Session names reach tmux targets, so keep them plain.
@@ -169,7 +139,8 @@ pub async fn setup(args: WorkflowSetupArgs, config: &Config) -> anyhow::Result<(
     };
     let status = args
         .server
-        .tmux()
+        .server()
+        .command()
         .args([verb, "-t", &exact(&report.session)])
         .stdin(Stdio::inherit())
         .status()
@@ -413,7 +384,7 @@ pub async fn remove_session(
         .filter(|w| ours(&w.id, w.info.as_ref().and_then(|i| i.session.as_deref())))
         .map(|w| w.id)
         .collect();
-    tmux.run(&["kill-session", "-t", &exact(session)])?;
+    tmux.server().kill_session(&exact(session))?;
 
     // The workers got SIGHUP and deregister themselves; remove any that did not.
     let deadline = tokio::time::Instant::now() + SELF_DEREGISTER_WAIT;

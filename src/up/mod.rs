@@ -198,7 +198,7 @@ pub fn down(session: &str, socket: &TmuxSocket, paths: &Paths) -> Result<DownOut
     };
     let killed_session = if liveness(&record) != Liveness::Gone {
         let tmux = Tmux::new(TmuxSocket::Path(record.tmux_socket.clone()));
-        tmux.run(&["kill-session", "-t", &record.session_id])?;
+        tmux.kill_session(&record.session_id)?;
         true
     } else {
         false

@@ -133,7 +133,28 @@ impl Tmux {
             Err(err) => Err(err),
         }
     }
+
+    /// Kills session `target` after detaching its clients. tmux 3.3a (and later releases
+    /// until the fix of tmux issue 5243) can crash the whole server with a NULL dereference
+    /// in `control_write` when a session is destroyed while a control client such as the
+    /// coordinator is attached to it; detaching first closes that window.
+    pub fn kill_session(&self, target: &str) -> Result<(), SessionError> {
+        if self.run(&["detach-client", "-s", target]).is_ok() {
+            let deadline = std::time::Instant::now() + DETACH_WAIT;
+            while std::time::Instant::now() < deadline
+                && self
+                    .run(&["list-clients", "-t", target])
+                    .is_ok_and(|clients| !clients.is_empty())
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        self.run(&["kill-session", "-t", target]).map(drop)
+    }
 }
+
+/// How long `kill_session` waits for detached clients to leave.
+const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A target matching the session name exactly (tmux otherwise matches prefixes).
 pub fn exact(session: &str) -> String {
