@@ -39,7 +39,8 @@ use crate::tmux::{
     OptionScope, OwnedEvent, PaneId, PaneListing, SessionId, SessionModel, TmuxCommand, TmuxError,
 };
 
-/// handled as dead with an unknown status.
+/// How long a pane may stay dead without an exit status (SIGCHLD kicks notwithstanding)
+/// before it is handled as dead with an unknown status.
 const UNREAPED_GIVE_UP: Duration = Duration::from_secs(3);
 
 pub(super) fn pane_name(pane: u32) -> String {
