@@ -3,15 +3,18 @@
 //!
 //! Everything here is pure: [`SessionModel::apply`] takes a [`Notification`] and
 //! [`SessionModel::replace_panes`] takes a parsed `list-panes` listing, and both return the
-//! [`ModelChange`]s the coordinator acts on. The I/O (sending [`PaneListing::command`] and
-//! [`pane_subscription`], reading replies) stays in the caller.
+//! [`ModelChange`]s the coordinator acts on. This is the only place that builds the listing,
+//! subscription and hook commands and parses what they print; the coordinator's decisions
+//! (death dedupe, adoption) work on the resulting [`PaneState`]s. The I/O (sending
+//! [`PaneListing::command`], [`pane_subscription`] and [`pane_died_hook`], reading replies)
+//! stays in the caller.
 //!
 //! Sources, fastest first (docs/tmux-control-mode.md §3, §6):
 //! * `%layout-change` removes a pane from the model the moment it leaves its window;
 //! * `%window-close`/`%unlinked-window-close` remove a whole window;
-//! * the `pane-died` hook's `%pb-died %P PID STATUS` marker line reports a death at once
-//!   (when the hook fires; tmux 3.3a sometimes loses it);
-//! * the `%*` subscription on pane pid/dead/status is the ≤ 1 s backstop and reveals
+//! * the `pane-died` hook's `%pb-died %P PID STATUS SIGNAL` marker line reports a death at
+//!   once (when the hook fires; tmux 3.3a sometimes loses it);
+//! * the `%*` subscription on pane pid/dead/status/signal is the ≤ 1 s backstop and reveals
 //!   respawns (a new pid);
 //! * a full listing (asked for with [`ModelChange::RelistNeeded`]) fills in the rest.
 
