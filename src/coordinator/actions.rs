@@ -8,11 +8,10 @@
 //! contents, command in flight) and emits `pane_quarantined`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::detect::PaneReport;
 use super::event_loop::{pane_name, Supervisor};
 use super::history::{self, Diagnostic};
 use super::managed;
@@ -84,20 +83,7 @@ impl Supervisor<'_> {
                 None => (Vec::new(), String::new()),
             },
         };
-        let c = self.config;
-        let env = vec![
-            ("PANEBUS_REDIS_URL".to_string(), c.redis_url.clone()),
-            ("PANEBUS_NAMESPACE".to_string(), c.namespace.clone()),
-            ("PANEBUS_NODE".to_string(), c.node.clone()),
-            (
-                "PANEBUS_HEARTBEAT_INTERVAL".to_string(),
-                format!("{}ms", c.heartbeat_interval.as_millis()),
-            ),
-            (
-                "PANEBUS_HEARTBEAT_TTL".to_string(),
-                format!("{}ms", c.heartbeat_ttl.as_millis()),
-            ),
-        ];
+        let env = managed::respawn_env(self.config);
         Ok(Spawn {
             cwd: (!cwd.is_empty()).then(|| PathBuf::from(cwd)),
             env,
@@ -140,15 +126,10 @@ impl Supervisor<'_> {
         history::record(self.bus, &m.worker, &HistoryEntry { at: now, kind }).await?;
         respawned?;
         let new_pid = self.pane_pid(pane).await?;
-        self.detector.observe(
-            PaneReport {
-                pane,
-                pid: new_pid,
-                dead: false,
-                exit: None,
-            },
-            Instant::now(),
-        );
+        // Tell the model and the detector at once, so a late report about the old process
+        // is not taken for news.
+        self.model.respawned(PaneId(pane), new_pid);
+        self.detect(pane);
         if let Some(entry) = self.panes.get_mut(&pane) {
             entry.pid = new_pid;
             entry.started_at = now;

@@ -1,97 +1,41 @@
-//! Pane-death detection: turns what tmux reports into one "this incarnation died" fact per
-//! process, whichever layer reports it first.
+//! Pane-death detection: turns what the session model knows about a pane into one "this
+//! incarnation died" fact per process, whichever layer reported it first.
 //!
-//! Layers (docs/tmux-control-mode.md §6, measured on tmux 3.3a):
-//! * the `pane-died` hook prints a marker line `%pb-died <pane> <pid> <status> <signal>`
-//!   (~2.5 ms after the exit, but missed about one time in five on 3.3a);
-//! * the `%*` subscription [`SUBSCRIPTION_FORMAT`] reports `<pane> <pid> <dead> <status>
-//!   <signal>` within a second of any change; the pid makes every incarnation differ;
-//! * a pane reported dead with neither status nor signal is a zombie whose SIGCHLD tmux lost
+//! Layers (docs/tmux-control-mode.md §6, measured on tmux 3.3a), all parsed by the
+//! [`SessionModel`](crate::tmux::SessionModel), which reports them as changes:
+//! * the `pane-died` hook's marker line (~2.5 ms after the exit, but missed about one time
+//!   in five on 3.3a);
+//! * the `%*` subscription on pane pid, dead flag, status and signal, within a second of
+//!   any change; the pid makes every incarnation differ;
+//! * the listing on every tick, which also repeats what is still unresolved;
+//! * a pane known dead with neither status nor signal is a zombie whose SIGCHLD tmux lost
 //!   (libutempter race): the detector asks for a SIGCHLD to the server
 //!   ([`Detection::KickServer`]), after which the hook fires and the status is known.
 //!
-//! The detector is pure: the caller feeds it lines and the time, and acts on what it
-//! returns. It reports each (pane, pid) death once, so the hook and the subscription never
-//! cause two respawns.
+//! The detector is pure: the caller feeds it the model's [`PaneState`] of a pane and the
+//! time, and acts on what it returns. It reports each (pane, pid) death once, so the hook,
+//! the subscription and the listing never cause two respawns, and it ignores late reports
+//! about a process that was already replaced.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::policy::ExitStatus;
+use crate::tmux::PaneState;
 
-/// Subscription name used for the `%*` backstop.
-pub const SUBSCRIPTION_NAME: &str = "pbpanes";
-/// The format of the `%*` subscription: pane id, pid, dead flag, exit status, exit signal.
-pub const SUBSCRIPTION_FORMAT: &str =
-    "#{pane_id} #{pane_pid} #{pane_dead} #{pane_dead_status} #{pane_dead_signal}";
-/// The word the `pane-died` hook prints first (as `%pb-died`, so the line starts with `%`).
-pub const MARKER_WORD: &[u8] = b"%pb-died";
-/// The format of the `pane-died` hook's marker line, after the marker word.
-pub const MARKER_FORMAT: &str = " #{hook_pane} #{pane_pid} #{pane_dead_status} #{pane_dead_signal}";
 /// Minimum time between two SIGCHLD kicks for the same pane.
 pub const KICK_INTERVAL: Duration = Duration::from_millis(500);
 /// Earlier pids remembered per pane, so a late report about a replaced process is ignored.
 const RETIRED_KEEP: usize = 8;
 
-/// What tmux says about one pane at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PaneReport {
-    pub pane: u32,
-    pub pid: u32,
-    pub dead: bool,
-    /// `None` while tmux does not know how the process ended.
-    pub exit: Option<ExitStatus>,
-}
-
-fn pane_id(text: &str) -> Option<u32> {
-    text.strip_prefix('%')?.parse().ok()
-}
-
-fn exit_from(status: &str, signal: &str) -> Option<ExitStatus> {
-    if let Ok(code) = status.parse() {
-        return Some(ExitStatus::Code(code));
+/// How a dead pane's process ended, if tmux knows: the status, else the signal.
+fn exit_of(pane: &PaneState) -> Option<ExitStatus> {
+    if !pane.dead {
+        return None;
     }
-    signal.parse().ok().map(ExitStatus::Signal)
-}
-
-/// Parses the value of a [`SUBSCRIPTION_FORMAT`] subscription line.
-pub fn parse_subscription(value: &[u8]) -> Option<PaneReport> {
-    let text = std::str::from_utf8(value).ok()?;
-    let fields: Vec<&str> = text.split(' ').collect();
-    let [pane, pid, dead, status, signal] = fields.as_slice() else {
-        return None;
-    };
-    let dead = match *dead {
-        "1" => true,
-        "0" | "" => false,
-        _ => return None,
-    };
-    Some(PaneReport {
-        pane: pane_id(pane)?,
-        pid: pid.parse().ok()?,
-        dead,
-        exit: if dead {
-            exit_from(status, signal)
-        } else {
-            None
-        },
-    })
-}
-
-/// Parses a `pane-died` marker line (the whole line, starting with [`MARKER_WORD`]).
-pub fn parse_marker(line: &[u8]) -> Option<PaneReport> {
-    let rest = line.strip_prefix(MARKER_WORD)?;
-    let text = std::str::from_utf8(rest).ok()?;
-    let fields: Vec<&str> = text.split(' ').collect();
-    let ["", pane, pid, status, signal] = fields.as_slice() else {
-        return None;
-    };
-    Some(PaneReport {
-        pane: pane_id(pane)?,
-        pid: pid.parse().ok()?,
-        dead: true,
-        exit: exit_from(status, signal),
-    })
+    pane.dead_status
+        .map(ExitStatus::Code)
+        .or(pane.dead_signal.map(ExitStatus::Signal))
 }
 
 /// What the caller should do after feeding a report.
@@ -111,6 +55,14 @@ pub enum Detection {
     /// status never comes, [`Detection::Died`] with [`ExitStatus::Unknown`] follows after
     /// the give-up delay.
     KickServer { pane: u32 },
+}
+
+/// The facts the detector decides on, from one [`PaneState`].
+struct Report {
+    pane: u32,
+    pid: u32,
+    dead: bool,
+    exit: Option<ExitStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -154,8 +106,18 @@ impl DeathDetector {
         }
     }
 
-    /// Feeds one report (from the hook or the subscription) observed at `now`.
-    pub fn observe(&mut self, report: PaneReport, now: Instant) -> Detection {
+    /// Feeds what the model knows about one pane at `now` (after a change the model
+    /// reported, or a listing). A pane whose pid is not known yet tells nothing.
+    pub fn observe(&mut self, state: &PaneState, now: Instant) -> Detection {
+        let Some(pid) = state.pid else {
+            return Detection::Nothing;
+        };
+        let report = Report {
+            pane: state.id.0,
+            pid,
+            dead: state.dead,
+            exit: exit_of(state),
+        };
         let inc = self
             .panes
             .entry(report.pane)
@@ -220,68 +182,54 @@ impl DeathDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tmux::{PaneId, WindowId};
+    use std::collections::BTreeMap;
+
+    /// The model's state of pane `%pane` running `pid`, dead with `exit` if `dead`.
+    fn state(pane: u32, pid: u32, dead: bool, exit: Option<ExitStatus>) -> PaneState {
+        let (dead_status, dead_signal) = match exit {
+            Some(ExitStatus::Code(code)) => (Some(code), None),
+            Some(ExitStatus::Signal(signal)) => (None, Some(signal)),
+            Some(ExitStatus::Unknown) | None => (None, None),
+        };
+        PaneState {
+            id: PaneId(pane),
+            window: WindowId(1),
+            pid: Some(pid),
+            dead,
+            dead_status,
+            dead_signal,
+            title: String::new(),
+            options: BTreeMap::new(),
+        }
+    }
 
     #[test]
-    fn subscription_values_parse() {
+    fn exit_is_the_status_else_the_signal_and_only_when_dead() {
         assert_eq!(
-            parse_subscription(b"%5 1234 0  "),
-            Some(PaneReport {
-                pane: 5,
-                pid: 1234,
-                dead: false,
-                exit: None
-            })
-        );
-        assert_eq!(
-            parse_subscription(b"%5 1234 1 3 ").unwrap().exit,
+            exit_of(&state(1, 10, true, Some(ExitStatus::Code(3)))),
             Some(ExitStatus::Code(3))
         );
         assert_eq!(
-            parse_subscription(b"%5 1234 1  9").unwrap().exit,
+            exit_of(&state(1, 10, true, Some(ExitStatus::Signal(9)))),
             Some(ExitStatus::Signal(9))
         );
-        assert_eq!(parse_subscription(b"%5 1234 1  ").unwrap().exit, None);
-        for bad in [
-            &b""[..],
-            b"%5 1234 1",
-            b"5 1234 0  ",
-            b"%5 x 0  ",
-            b"%5 1 7  ",
-            b"%5 1 0   extra",
-            b"\xff",
-        ] {
-            assert_eq!(parse_subscription(bad), None, "{bad:?}");
-        }
+        let mut both = state(1, 10, true, Some(ExitStatus::Code(0)));
+        both.dead_signal = Some(15);
+        assert_eq!(exit_of(&both), Some(ExitStatus::Code(0)));
+        assert_eq!(exit_of(&state(1, 10, true, None)), None);
+        assert_eq!(
+            exit_of(&state(1, 10, false, Some(ExitStatus::Code(3)))),
+            None
+        );
     }
 
     #[test]
-    fn markers_parse() {
-        assert_eq!(
-            parse_marker(b"%pb-died %7 99 0 "),
-            Some(PaneReport {
-                pane: 7,
-                pid: 99,
-                dead: true,
-                exit: Some(ExitStatus::Code(0))
-            })
-        );
-        assert_eq!(
-            parse_marker(b"%pb-died %7 99  15").unwrap().exit,
-            Some(ExitStatus::Signal(15))
-        );
-        assert_eq!(parse_marker(b"%pb-died %7 99  ").unwrap().exit, None);
-        assert_eq!(parse_marker(b"%pb-diedx %7 99  "), None);
-        assert_eq!(parse_marker(b"%output %7 abc"), None);
-        assert_eq!(parse_marker(b"%pb-died %7 99"), None);
-    }
-
-    fn report(pane: u32, pid: u32, dead: bool, exit: Option<ExitStatus>) -> PaneReport {
-        PaneReport {
-            pane,
-            pid,
-            dead,
-            exit,
-        }
+    fn a_pane_without_a_known_pid_tells_nothing() {
+        let mut d = DeathDetector::new(Duration::from_secs(3));
+        let mut unknown = state(1, 10, true, Some(ExitStatus::Code(1)));
+        unknown.pid = None;
+        assert_eq!(d.observe(&unknown, Instant::now()), Detection::Nothing);
     }
 
     #[test]
@@ -289,7 +237,7 @@ mod tests {
         let t = Instant::now();
         let mut d = DeathDetector::new(Duration::from_secs(3));
         assert_eq!(
-            d.observe(report(1, 10, false, None), t),
+            d.observe(&state(1, 10, false, None), t),
             Detection::Nothing,
             "first sight of a running pane is its known state"
         );
@@ -299,19 +247,19 @@ mod tests {
             exit: ExitStatus::Signal(9),
         };
         assert_eq!(
-            d.observe(report(1, 10, true, Some(ExitStatus::Signal(9))), t),
+            d.observe(&state(1, 10, true, Some(ExitStatus::Signal(9))), t),
             died
         );
         assert_eq!(
-            d.observe(report(1, 10, true, Some(ExitStatus::Signal(9))), t),
+            d.observe(&state(1, 10, true, Some(ExitStatus::Signal(9))), t),
             Detection::Nothing
         );
         assert_eq!(
-            d.observe(report(1, 11, false, None), t),
+            d.observe(&state(1, 11, false, None), t),
             Detection::Started { pane: 1, pid: 11 }
         );
         assert_eq!(
-            d.observe(report(1, 11, true, Some(ExitStatus::Code(2))), t),
+            d.observe(&state(1, 11, true, Some(ExitStatus::Code(2))), t),
             Detection::Died {
                 pane: 1,
                 pid: 11,
@@ -324,14 +272,14 @@ mod tests {
     fn late_reports_about_a_replaced_process_are_ignored() {
         let t = Instant::now();
         let mut d = DeathDetector::new(Duration::from_secs(3));
-        d.observe(report(1, 10, false, None), t);
-        d.observe(report(1, 11, false, None), t);
+        d.observe(&state(1, 10, false, None), t);
+        d.observe(&state(1, 11, false, None), t);
         assert_eq!(
-            d.observe(report(1, 10, true, Some(ExitStatus::Signal(9))), t),
+            d.observe(&state(1, 10, true, Some(ExitStatus::Signal(9))), t),
             Detection::Nothing
         );
         assert_eq!(
-            d.observe(report(1, 11, true, Some(ExitStatus::Signal(9))), t),
+            d.observe(&state(1, 11, true, Some(ExitStatus::Signal(9))), t),
             Detection::Died {
                 pane: 1,
                 pid: 11,
@@ -344,9 +292,9 @@ mod tests {
     fn a_new_pid_already_dead_is_a_death() {
         let t = Instant::now();
         let mut d = DeathDetector::new(Duration::from_secs(3));
-        d.observe(report(1, 10, false, None), t);
+        d.observe(&state(1, 10, false, None), t);
         assert_eq!(
-            d.observe(report(1, 12, true, Some(ExitStatus::Code(1))), t),
+            d.observe(&state(1, 12, true, Some(ExitStatus::Code(1))), t),
             Detection::Died {
                 pane: 1,
                 pid: 12,
@@ -360,22 +308,22 @@ mod tests {
         let t = Instant::now();
         let ms = Duration::from_millis;
         let mut d = DeathDetector::new(Duration::from_secs(3));
-        d.observe(report(2, 20, false, None), t);
+        d.observe(&state(2, 20, false, None), t);
         assert_eq!(
-            d.observe(report(2, 20, true, None), t),
+            d.observe(&state(2, 20, true, None), t),
             Detection::KickServer { pane: 2 }
         );
         assert_eq!(
-            d.observe(report(2, 20, true, None), t + ms(100)),
+            d.observe(&state(2, 20, true, None), t + ms(100)),
             Detection::Nothing,
             "kicks are spaced"
         );
         assert_eq!(
-            d.observe(report(2, 20, true, None), t + ms(600)),
+            d.observe(&state(2, 20, true, None), t + ms(600)),
             Detection::KickServer { pane: 2 }
         );
         assert_eq!(
-            d.observe(report(2, 20, true, Some(ExitStatus::Code(0))), t + ms(610)),
+            d.observe(&state(2, 20, true, Some(ExitStatus::Code(0))), t + ms(610)),
             Detection::Died {
                 pane: 2,
                 pid: 20,
@@ -388,9 +336,9 @@ mod tests {
     fn an_unreaped_pane_is_reported_unknown_after_the_give_up_delay() {
         let t = Instant::now();
         let mut d = DeathDetector::new(Duration::from_secs(3));
-        d.observe(report(3, 30, true, None), t);
+        d.observe(&state(3, 30, true, None), t);
         assert_eq!(
-            d.observe(report(3, 30, true, None), t + Duration::from_secs(3)),
+            d.observe(&state(3, 30, true, None), t + Duration::from_secs(3)),
             Detection::Died {
                 pane: 3,
                 pid: 30,
@@ -398,7 +346,7 @@ mod tests {
             }
         );
         assert_eq!(
-            d.observe(report(3, 30, true, Some(ExitStatus::Code(1))), t),
+            d.observe(&state(3, 30, true, Some(ExitStatus::Code(1))), t),
             Detection::Nothing
         );
     }

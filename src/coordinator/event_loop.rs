@@ -1,11 +1,13 @@
 //! The event loop of one attached tmux session: what the leader does between attaching and
 //! detaching.
 //!
-//! [`Supervisor`] owns the control client and the state of every managed pane. It reacts to
-//! tmux notifications (the `pane-died` marker line and the `%*` subscription, fed to the
-//! [`DeathDetector`]) and to a tick (lease renewal, a `list-panes` reconciliation, heartbeat
-//! checks, `panebus restart` requests, the status line). For each pane it gathers the facts,
-//! asks [`policy::decide`] and hands the action to the functions in [`super::actions`].
+//! [`Supervisor`] owns the control client, the [`SessionModel`] of the session and the state
+//! of every managed pane. Every tmux notification goes to the model; the changes it reports
+//! drive the rest: a managed pane's death or respawn is fed to the [`DeathDetector`], and a
+//! listing is run when the model asks for one (or a managed pane disappears). A tick renews
+//! the lease, re-lists (reconciliation), checks heartbeats, serves `panebus restart`
+//! requests and updates the status line. For each pane it gathers the facts, asks
+//! [`policy::decide`] and hands the action to the functions in [`super::actions`].
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,17 +17,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::actions::{exit_json, exit_text, Trigger};
-use super::detect::{
-    self, DeathDetector, Detection, PaneReport, MARKER_FORMAT, SUBSCRIPTION_FORMAT,
-    SUBSCRIPTION_NAME,
-};
+use super::detect::{DeathDetector, Detection};
 use super::history::{self};
 use super::lease::Lease;
 use super::managed::{self, ManagedPane};
 use super::policy::{
     self, Action, ExitStatus, Failure, Heartbeat, Jitter, PaneHealth, QuarantineReason,
 };
-use super::reconcile::{self, LIST_FORMAT};
+use super::reconcile;
 use super::requests::{self};
 use super::status_line::{
     self, PaneState, PANE_STATE_OPTION, SESSION_STATUS_OPTION, WORKER_OPTION,
@@ -34,12 +33,14 @@ use super::supervisor::{emit, keep_lease, AttachOptions, CoordinatorError};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::schema::{EventKind, WorkerInfo};
+use crate::tmux::model::{pane_died_hook, pane_subscription};
 use crate::tmux::{
-    ClientFlag, ControlClient, Format, Hook, HookTarget, Notification, OptionName, OptionScope,
-    OwnedEvent, PaneId, SessionId, SubscriptionScope, TmuxCommand, TmuxError,
+    ClientFlag, ControlClient, Hook, HookTarget, ModelChange, Notification, OptionName,
+    OptionScope, OwnedEvent, PaneId, PaneListing, SessionId, SessionModel, TmuxCommand, TmuxError,
 };
 
-/// handled as dead with an unknown status.
+/// How long a pane may stay dead without an exit status (SIGCHLD kicks notwithstanding)
+/// before it is handled as dead with an unknown status.
 const UNREAPED_GIVE_UP: Duration = Duration::from_secs(3);
 
 pub(super) fn pane_name(pane: u32) -> String {
@@ -77,6 +78,10 @@ pub(super) struct Supervisor<'a> {
     pub(super) client: ControlClient,
     pub(super) session: SessionId,
     pub(super) server_pid: Option<u32>,
+    /// What tmux has told about the session's windows and panes.
+    pub(super) model: SessionModel,
+    /// The listing the model is refreshed from (reads the worker tag).
+    listing: PaneListing,
     pub(super) detector: DeathDetector,
     pub(super) panes: HashMap<u32, Managed>,
     /// Queue depth per worker from the last registry listing.
@@ -104,6 +109,8 @@ impl<'a> Supervisor<'a> {
             client,
             session,
             server_pid: None,
+            model: SessionModel::new(session),
+            listing: PaneListing::new(vec![option(WORKER_OPTION)]),
             detector: DeathDetector::new(UNREAPED_GIVE_UP),
             panes: HashMap::new(),
             queue_depths: HashMap::new(),
@@ -138,7 +145,7 @@ impl<'a> Supervisor<'a> {
                         self.client.exit_reason().unwrap_or_else(|| "control client ended".into()),
                     )),
                     Some(Notification::Exit { reason }) => return Ok(LoopEnd::TmuxExited(reason)),
-                    Some(Notification::Event(event)) => self.on_event(event).await,
+                    Some(note @ Notification::Event(_)) => self.on_notification(note).await,
                 },
                 _ = tick.tick() => self.on_tick().await,
             };
@@ -164,13 +171,7 @@ impl<'a> Supervisor<'a> {
             ]))
             .await?;
         self.server_pid = Some(self.client.server_pid().await?);
-        self.client
-            .run(&TmuxCommand::subscribe(
-                SUBSCRIPTION_NAME,
-                SubscriptionScope::AllPanes,
-                &Format::template(SUBSCRIPTION_FORMAT),
-            )?)
-            .await?;
+        self.client.run(&pane_subscription()).await?;
         self.reconcile().await
     }
 
@@ -194,37 +195,34 @@ impl<'a> Supervisor<'a> {
         self.client.detach().await;
     }
 
-    async fn on_event(&mut self, event: OwnedEvent) -> Result<(), CoordinatorError> {
-        match event {
-            OwnedEvent::SubscriptionChanged { name, value, .. }
-                if name == SUBSCRIPTION_NAME.as_bytes() =>
-            {
-                if let Some(report) = detect::parse_subscription(&value) {
-                    self.on_report(report).await?;
+    /// Feeds a notification to the model and acts on what changed.
+    async fn on_notification(&mut self, note: Notification) -> Result<(), CoordinatorError> {
+        if let Notification::Event(OwnedEvent::LayoutChange { window, layout, .. }) = &note {
+            emit(
+                self.bus,
+                EventKind::LayoutChanged,
+                "",
+                json!({"session": self.opts.session, "window": format!("@{}", window.0), "layout": layout}),
+            )
+            .await;
+        }
+        let mut relist = false;
+        for change in self.model.apply(&note) {
+            match change {
+                ModelChange::PaneDied { pane, .. } | ModelChange::PaneRespawned { pane, .. } => {
+                    self.on_pane_change(pane.0).await?;
                 }
+                // Only a listing tells a closed pane from one moved to another window.
+                ModelChange::PaneGone(pane) => relist |= self.panes.contains_key(&pane.0),
+                ModelChange::RelistNeeded => relist = true,
+                ModelChange::PaneAdded(_)
+                | ModelChange::WindowGone(_)
+                | ModelChange::LayoutChanged(_)
+                | ModelChange::SessionEnded { .. } => {}
             }
-            OwnedEvent::Unknown(line) | OwnedEvent::Bare(line)
-                if line.starts_with(detect::MARKER_WORD) =>
-            {
-                if let Some(report) = detect::parse_marker(&line) {
-                    self.on_report(report).await?;
-                }
-            }
-            OwnedEvent::LayoutChange { window, layout, .. } => {
-                emit(
-                    self.bus,
-                    EventKind::LayoutChanged,
-                    "",
-                    json!({"session": self.opts.session, "window": format!("@{}", window.0), "layout": layout}),
-                )
-                .await;
-                self.reconcile().await?;
-            }
-            OwnedEvent::WindowAdd(_)
-            | OwnedEvent::WindowClose(_)
-            | OwnedEvent::UnlinkedWindowClose(_)
-            | OwnedEvent::SessionsChanged => self.reconcile().await?,
-            _ => {}
+        }
+        if relist {
+            self.reconcile().await?;
         }
         Ok(())
     }
@@ -243,21 +241,22 @@ impl<'a> Supervisor<'a> {
         self.show_status().await
     }
 
-    /// Lists the session's panes, tags newly registered workers, forgets closed panes and
-    /// feeds every managed pane's state to the detector (catching what notifications missed).
+    /// Lists the session's panes into the model, tags newly registered workers, forgets
+    /// closed panes and feeds every managed pane's state to the detector (catching what
+    /// notifications missed, and repeating an unresolved death for the SIGCHLD kick and the
+    /// give-up delay).
     async fn reconcile(&mut self) -> Result<(), CoordinatorError> {
-        let listing = self
+        let reply = self
             .client
-            .run(&TmuxCommand::list_panes(
-                self.session,
-                &Format::template(LIST_FORMAT),
-            )?)
+            .run(&self.listing.command(self.session)?)
             .await?;
-        let listed: Vec<reconcile::ListedPane> = listing
-            .text_lines()
-            .iter()
-            .filter_map(|l| reconcile::parse_line(l))
-            .collect();
+        let (records, errors) = self.listing.parse(&reply.lines);
+        for error in errors {
+            tracing::warn!(%error, "skipping a pane listing line");
+        }
+        // The changes need no handling of their own: every managed pane is fed to the
+        // detector below, and the plan finds the managed panes that are gone.
+        self.model.replace_panes(records);
         let workers = self.bus.list_workers().await?;
         self.queue_depths = workers
             .iter()
@@ -269,7 +268,7 @@ impl<'a> Supervisor<'a> {
             .collect();
         let known: HashSet<u32> = self.panes.keys().copied().collect();
         let plan = reconcile::plan(
-            &listed,
+            self.model.panes.values(),
             &known,
             &registered,
             &self.config.node,
@@ -285,17 +284,20 @@ impl<'a> Supervisor<'a> {
         }
         for (pane, worker) in &plan.managed {
             if !self.panes.contains_key(pane) {
-                let listed_pane = listed.iter().find(|l| l.report.pane == *pane);
-                let pid = listed_pane.map(|l| l.report.pid).unwrap_or(0);
+                let pid = self
+                    .model
+                    .panes
+                    .get(&PaneId(*pane))
+                    .and_then(|p| p.pid)
+                    .unwrap_or(0);
                 let tag = plan.to_tag.contains(pane);
                 self.manage(*pane, worker, pid, registered.get(worker), tag)
                     .await?;
             }
         }
-        for listed_pane in listed {
-            if self.panes.contains_key(&listed_pane.report.pane) {
-                self.on_report(listed_pane.report).await?;
-            }
+        let managed: Vec<u32> = self.panes.keys().copied().collect();
+        for pane in managed {
+            self.on_pane_change(pane).await?;
         }
         Ok(())
     }
@@ -327,14 +329,8 @@ impl<'a> Supervisor<'a> {
                 "on",
             )?)
             .await?;
-        let marker =
-            TmuxCommand::display_message(None, &Format::template("%%pb-died").then(MARKER_FORMAT))?;
         self.client
-            .run(&TmuxCommand::set_hook(
-                HookTarget::Pane(id),
-                Hook::PaneDied,
-                &marker,
-            ))
+            .run(&pane_died_hook(HookTarget::Pane(id)))
             .await?;
         let started_at = match info {
             Some(i) if i.pid == pid => SystemTime::UNIX_EPOCH + Duration::from_millis(i.started_ms),
@@ -370,11 +366,12 @@ impl<'a> Supervisor<'a> {
         Ok(())
     }
 
-    async fn on_report(&mut self, report: PaneReport) -> Result<(), CoordinatorError> {
-        if !self.panes.contains_key(&report.pane) {
+    /// Feeds the model's state of a managed pane to the detector and acts on its decision.
+    async fn on_pane_change(&mut self, pane: u32) -> Result<(), CoordinatorError> {
+        if !self.panes.contains_key(&pane) {
             return Ok(());
         }
-        match self.detector.observe(report, Instant::now()) {
+        match self.detect(pane) {
             Detection::Nothing => Ok(()),
             Detection::Started { pane, pid } => {
                 if let Some(m) = self.panes.get_mut(&pane) {
@@ -417,6 +414,14 @@ impl<'a> Supervisor<'a> {
                 emit(self.bus, EventKind::PaneExited, &worker, details).await;
                 self.evaluate(pane).await
             }
+        }
+    }
+
+    /// What the detector makes of the model's current state of `pane`.
+    pub(super) fn detect(&mut self, pane: u32) -> Detection {
+        match self.model.panes.get(&PaneId(pane)) {
+            Some(state) => self.detector.observe(state, Instant::now()),
+            None => Detection::Nothing,
         }
     }
 

@@ -15,6 +15,19 @@
 use std::time::Duration;
 
 use crate::bus::{eval, Bus, BusError};
+use crate::config::short_hostname;
+use crate::schema::new_id;
+
+/// A holder name for a new tenure of this process (coordinator or watchdog): host, pid and
+/// a random part, so two tenures of one process differ and `status` can say who leads.
+pub fn new_holder() -> String {
+    format!(
+        "{}:{}:{}",
+        short_hostname(),
+        std::process::id(),
+        &new_id()[..10]
+    )
+}
 
 /// KEYS: lease, token counter. ARGV: holder, TTL ms.
 /// Returns `{token, value}` when acquired, `{0, current value}` when someone holds it.

@@ -9,7 +9,26 @@
 use std::collections::HashMap;
 
 use crate::bus::{Bus, BusError};
+use crate::config::Config;
 use crate::schema::now_ms;
+
+/// The environment a respawned worker gets (coordinator and watchdog alike): the bus
+/// settings, so the new process joins the same bus whatever the session environment says.
+pub fn respawn_env(config: &Config) -> Vec<(String, String)> {
+    vec![
+        ("PANEBUS_REDIS_URL".to_string(), config.redis_url.clone()),
+        ("PANEBUS_NAMESPACE".to_string(), config.namespace.clone()),
+        ("PANEBUS_NODE".to_string(), config.node.clone()),
+        (
+            "PANEBUS_HEARTBEAT_INTERVAL".to_string(),
+            format!("{}ms", config.heartbeat_interval.as_millis()),
+        ),
+        (
+            "PANEBUS_HEARTBEAT_TTL".to_string(),
+            format!("{}ms", config.heartbeat_ttl.as_millis()),
+        ),
+    ]
+}
 
 /// How to respawn one managed pane.
 #[derive(Debug, Clone, PartialEq, Eq)]

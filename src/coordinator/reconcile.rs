@@ -1,5 +1,6 @@
 //! Reconciliation: which panes of the session the coordinator manages, decided from a
-//! `list-panes` listing and the worker registry, so that a (re)started coordinator acts only
+//! `list-panes` listing (as the [`SessionModel`](crate::tmux::SessionModel) holds it) and the
+//! worker registry, so that a (re)started coordinator acts only
 //! on differences.
 //!
 //! A pane is managed when its `@panebus_worker` option holds exactly its own worker id
@@ -11,54 +12,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::detect::PaneReport;
-use super::policy::ExitStatus;
+use super::status_line::WORKER_OPTION;
 use crate::schema::WorkerInfo;
-
-/// The `list-panes` format: the detector's fields, then the `@panebus_worker` tag (rest of
-/// the line, possibly empty).
-pub const LIST_FORMAT: &str =
-    "#{pane_id} #{pane_pid} #{pane_dead} #{pane_dead_status} #{pane_dead_signal} #{@panebus_worker}";
-
-/// One line of the listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedPane {
-    pub report: PaneReport,
-    /// The `@panebus_worker` value (empty when unset).
-    pub tag: String,
-}
-
-/// Parses one listing line; `None` for a line that is not one (a tag with a newline in it
-/// splits a line in two: both halves are skipped or parsed as the pane they describe).
-pub fn parse_line(line: &str) -> Option<ListedPane> {
-    let mut fields = line.splitn(6, ' ');
-    let pane = fields.next()?.strip_prefix('%')?.parse().ok()?;
-    let pid = fields.next()?.parse().ok()?;
-    let dead = match fields.next()? {
-        "1" => true,
-        "0" => false,
-        _ => return None,
-    };
-    let status = fields.next()?;
-    let signal = fields.next()?;
-    let tag = fields.next()?.to_string();
-    let exit = if !dead {
-        None
-    } else if let Ok(code) = status.parse() {
-        Some(ExitStatus::Code(code))
-    } else {
-        signal.parse().ok().map(ExitStatus::Signal)
-    };
-    Some(ListedPane {
-        report: PaneReport {
-            pane,
-            pid,
-            dead,
-            exit,
-        },
-        tag,
-    })
-}
+use crate::tmux::PaneState;
 
 /// The worker id of pane `%pane` on `node`.
 pub fn worker_id(node: &str, pane: u32) -> String {
@@ -76,11 +32,11 @@ pub struct Plan {
     pub gone: Vec<u32>,
 }
 
-/// Which panes to manage, given the listing, the panes managed so far, the registered
+/// Which panes to manage, given the listed panes, the panes managed so far, the registered
 /// workers (by id), this node and session, and the start time (ms) from which new
 /// registrations are adopted (`0` with `--adopt`).
-pub fn plan(
-    listing: &[ListedPane],
+pub fn plan<'p>(
+    listing: impl IntoIterator<Item = &'p PaneState>,
     known: &HashSet<u32>,
     registered: &HashMap<String, WorkerInfo>,
     node: &str,
@@ -90,20 +46,21 @@ pub fn plan(
     let mut out = Plan::default();
     let mut present = HashSet::new();
     for listed in listing {
-        let pane = listed.report.pane;
+        let pane = listed.id.0;
         present.insert(pane);
         let id = worker_id(node, pane);
-        if listed.tag == id {
+        let tag = listed.options.get(WORKER_OPTION);
+        if tag == Some(&id) {
             out.managed.push((pane, id));
             continue;
         }
-        if !listed.tag.is_empty() || listed.report.dead {
+        if tag.is_some() || listed.dead {
             continue;
         }
         let Some(info) = registered.get(&id) else {
             continue;
         };
-        let same_process = info.pid == listed.report.pid;
+        let same_process = listed.pid == Some(info.pid);
         let same_session = info.session.as_deref().map_or(true, |s| s == session);
         if same_process && same_session && info.started_ms >= adopt_since_ms {
             out.managed.push((pane, id));
@@ -120,6 +77,7 @@ pub fn plan(
 mod tests {
     use super::*;
     use crate::schema::WorkerState;
+    use crate::tmux::{OptionName, PaneListing};
 
     fn info(id: &str, pid: u32, session: Option<&str>, started_ms: u64) -> WorkerInfo {
         WorkerInfo {
@@ -140,45 +98,33 @@ mod tests {
     }
 
     #[test]
-    fn listing_lines_parse_and_hostile_tags_stay_text() {
-        let p = parse_line("%3 100 0   n/%3").unwrap();
-        assert_eq!(
-            (p.report.pane, p.report.pid, p.report.dead),
-            (3, 100, false)
-        );
-        assert_eq!(p.tag, "n/%3");
-        let p = parse_line("%4 101 1 2  ").unwrap();
-        assert_eq!(p.report.exit, Some(ExitStatus::Code(2)));
-        assert_eq!(p.tag, "");
-        let p = parse_line("%5 102 1  9 x y; #{pane_id} $(rm -rf /)").unwrap();
-        assert_eq!(p.report.exit, Some(ExitStatus::Signal(9)));
-        assert_eq!(p.tag, "x y; #{pane_id} $(rm -rf /)");
-        assert_eq!(parse_line("%5 102 1"), None);
-        assert_eq!(parse_line("garbage"), None);
-        assert_eq!(parse_line(""), None);
-    }
-
-    #[test]
     fn plan_manages_own_tags_adopts_matching_workers_and_ignores_the_rest() {
-        let listing: Vec<ListedPane> = [
-            "%1 10 0   n/%1", // tagged with its own id: managed
-            "%2 20 0   n/%9", // foreign tag: not ours
-            "%3 30 0   ",     // registered, same pid, new: tag
-            "%4 40 0   ",     // registered but another pid (a shell's child): no
-            "%5 50 0   ",     // registered before the coordinator started: no
-            "%6 60 0   ",     // registered in another session: no
-            "%7 70 0   ",     // not registered: a user's pane
-            "%8 80 1 0  ",    // dead and untagged: no
+        let listing = PaneListing::new(vec![OptionName::new(WORKER_OPTION).unwrap()]);
+        let lines: Vec<Vec<u8>> = [
+            "%1\t@1\t10\t0\t\t\tL\tn/%1\t", // tagged with its own id: managed
+            "%2\t@1\t20\t0\t\t\tL\tn/%9\t", // foreign tag: not ours
+            "%3\t@1\t30\t0\t\t\tL\t\t",     // registered, same pid, new: tag
+            "%4\t@1\t40\t0\t\t\tL\t\t",     // registered but another pid (a shell's child): no
+            "%5\t@1\t50\t0\t\t\tL\t\t",     // registered before the coordinator started: no
+            "%6\t@1\t60\t0\t\t\tL\t\t",     // registered in another session: no
+            "%7\t@1\t70\t0\t\t\tL\t\t",     // not registered: a user's pane
+            "%8\t@1\t80\t1\t0\t\tL\t\t",    // dead and untagged: no
+            // A hostile tag is only text, and not this pane's id.
+            "%9\t@1\t90\t0\t\t\tL\tn/%9; #{pane_id} $(rm -rf /)\t",
         ]
         .iter()
-        .map(|l| parse_line(l).unwrap())
+        .map(|l| l.as_bytes().to_vec())
         .collect();
+        let (records, errors) = listing.parse(&lines);
+        assert!(errors.is_empty(), "{errors:?}");
+        let listing: Vec<PaneState> = records.into_iter().map(|r| r.pane).collect();
         let registered: HashMap<String, WorkerInfo> = [
             info("n/%3", 30, Some("s"), 1000),
             info("n/%4", 41, Some("s"), 1000),
             info("n/%5", 50, Some("s"), 10),
             info("n/%6", 60, Some("other"), 1000),
             info("n/%8", 80, Some("s"), 1000),
+            info("n/%9", 90, Some("s"), 1000),
         ]
         .into_iter()
         .map(|i| (i.id.clone(), i))

@@ -18,11 +18,11 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::event_loop::{LoopEnd, Supervisor};
-use super::lease::Lease;
+use super::lease::{self, Lease};
 use super::policy::PolicyConfig;
 use crate::bus::{Bus, BusError};
-use crate::config::{short_hostname, Config};
-use crate::schema::{new_id, now_ms, Event, EventKind};
+use crate::config::Config;
+use crate::schema::{now_ms, Event, EventKind};
 use crate::tmux::{CommandError, ConnectOptions, ControlClient, TmuxError, TmuxServerRef};
 
 /// Pause between attach attempts with `--on-tmux-exit wait`.
@@ -106,12 +106,7 @@ pub async fn run(
     // Workers that register from now on are managed; earlier ones only with --adopt.
     let adopt_since_ms = if opts.adopt { 0 } else { now_ms() };
     let bus = Bus::connect(config).await?;
-    let holder = format!(
-        "{}:{}:{}",
-        short_hostname(),
-        std::process::id(),
-        &new_id()[..10]
-    );
+    let holder = lease::new_holder();
     loop {
         let Some(lease) = wait_for_lease(&bus, config, opts, &holder, stop).await? else {
             return Ok(());

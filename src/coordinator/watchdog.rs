@@ -25,14 +25,14 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use super::history::{self, Diagnostic};
-use super::lease::Lease;
+use super::lease::{self, Lease};
 use super::managed;
 use super::policy::{
     self, Action, Heartbeat, HistoryEntry, HistoryKind, Jitter, PaneHealth, PaneState, PolicyConfig,
 };
 use crate::bus::{Bus, BusError};
-use crate::config::{short_hostname, Config};
-use crate::schema::{new_id, now_ms, Event, EventKind, WorkerInfo};
+use crate::config::Config;
+use crate::schema::{now_ms, Event, EventKind, WorkerInfo};
 use crate::tmux::{PaneId, Spawn, TmuxCommand, TmuxServerRef};
 
 /// Lease name of the watchdog of a node.
@@ -99,12 +99,7 @@ pub async fn run(
     stop: &CancellationToken,
 ) -> Result<(), BusError> {
     let bus = Bus::connect(config).await?;
-    let holder = format!(
-        "{}:{}:{}",
-        short_hostname(),
-        std::process::id(),
-        &new_id()[..10]
-    );
+    let holder = lease::new_holder();
     let lease_ttl = (opts.check_interval * 3).max(Duration::from_secs(3));
     let mut lease: Option<Lease> = None;
     let mut watched: HashMap<String, Watched> = HashMap::new();
@@ -281,19 +276,7 @@ async fn respawn(
     };
     let spawn = Spawn {
         cwd: (!cwd.is_empty()).then(|| PathBuf::from(cwd)),
-        env: vec![
-            ("PANEBUS_REDIS_URL".into(), config.redis_url.clone()),
-            ("PANEBUS_NAMESPACE".into(), config.namespace.clone()),
-            ("PANEBUS_NODE".into(), config.node.clone()),
-            (
-                "PANEBUS_HEARTBEAT_INTERVAL".into(),
-                format!("{}ms", config.heartbeat_interval.as_millis()),
-            ),
-            (
-                "PANEBUS_HEARTBEAT_TTL".into(),
-                format!("{}ms", config.heartbeat_ttl.as_millis()),
-            ),
-        ],
+        env: managed::respawn_env(config),
         argv,
     };
     let command = match TmuxCommand::respawn_pane(PaneId(pane), &spawn) {

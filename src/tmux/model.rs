@@ -3,15 +3,18 @@
 //!
 //! Everything here is pure: [`SessionModel::apply`] takes a [`Notification`] and
 //! [`SessionModel::replace_panes`] takes a parsed `list-panes` listing, and both return the
-//! [`ModelChange`]s the coordinator acts on. The I/O (sending [`PaneListing::command`] and
-//! [`pane_subscription`], reading replies) stays in the caller.
+//! [`ModelChange`]s the coordinator acts on. This is the only place that builds the listing,
+//! subscription and hook commands and parses what they print; the coordinator's decisions
+//! (death dedupe, adoption) work on the resulting [`PaneState`]s. The I/O (sending
+//! [`PaneListing::command`], [`pane_subscription`] and [`pane_died_hook`], reading replies)
+//! stays in the caller.
 //!
 //! Sources, fastest first (docs/tmux-control-mode.md §3, §6):
 //! * `%layout-change` removes a pane from the model the moment it leaves its window;
 //! * `%window-close`/`%unlinked-window-close` remove a whole window;
-//! * the `pane-died` hook's `%pb-died %P PID STATUS` marker line reports a death at once
-//!   (when the hook fires; tmux 3.3a sometimes loses it);
-//! * the `%*` subscription on pane pid/dead/status is the ≤ 1 s backstop and reveals
+//! * the `pane-died` hook's `%pb-died %P PID STATUS SIGNAL` marker line reports a death at
+//!   once (when the hook fires; tmux 3.3a sometimes loses it);
+//! * the `%*` subscription on pane pid/dead/status/signal is the ≤ 1 s backstop and reveals
 //!   respawns (a new pid);
 //! * a full listing (asked for with [`ModelChange::RelistNeeded`]) fills in the rest.
 
@@ -187,7 +190,11 @@ impl SessionModel {
             {
                 self.reported(parse_subscription_value(value), value)
             }
-            OwnedEvent::Unknown(line) if line.starts_with(DIED_MARKER.as_bytes()) => {
+            // tmux 3.3a may deliver the hook's output as a bare line, newer versions as an
+            // unknown `%` notification.
+            OwnedEvent::Unknown(line) | OwnedEvent::Bare(line)
+                if line.starts_with(DIED_MARKER.as_bytes()) =>
+            {
                 self.reported(parse_died_marker(line), line)
             }
             _ => Vec::new(),
@@ -244,6 +251,19 @@ impl SessionModel {
         self.windows = windows;
         self.panes = panes;
         changes
+    }
+
+    /// Records that the caller respawned `pane` and it now runs `pid`, so the model does not
+    /// wait for tmux's next report to know it.
+    pub fn respawned(&mut self, pane: PaneId, pid: u32) -> Vec<ModelChange> {
+        let report = PaneReport {
+            pane,
+            pid: Some(pid),
+            dead: false,
+            status: None,
+            signal: None,
+        };
+        self.update(report)
     }
 
     fn layout_changed(&mut self, window: WindowId, layout: &str) -> Vec<ModelChange> {
@@ -316,6 +336,10 @@ impl SessionModel {
             tracing::warn!(text = %String::from_utf8_lossy(raw), "unparsable pane report");
             return Vec::new();
         };
+        self.update(report)
+    }
+
+    fn update(&mut self, report: PaneReport) -> Vec<ModelChange> {
         let Some(state) = self.panes.get_mut(&report.pane) else {
             // Its window, options and title come from a listing.
             return vec![ModelChange::RelistNeeded];
@@ -880,6 +904,113 @@ mod tests {
             ]
         );
         assert_eq!(model, SessionModel::new(SessionId(5)));
+    }
+
+    fn report(
+        pane: u32,
+        pid: u32,
+        dead: bool,
+        status: Option<i32>,
+        signal: Option<i32>,
+    ) -> PaneReport {
+        PaneReport {
+            pane: PaneId(pane),
+            pid: Some(pid),
+            dead,
+            status,
+            signal,
+        }
+    }
+
+    #[test]
+    fn subscription_values_parse() {
+        assert_eq!(
+            parse_subscription_value(b"%5 1234 0  "),
+            Some(report(5, 1234, false, None, None))
+        );
+        assert_eq!(
+            parse_subscription_value(b"%5 1234 1 3 "),
+            Some(report(5, 1234, true, Some(3), None))
+        );
+        assert_eq!(
+            parse_subscription_value(b"%5 1234 1  9"),
+            Some(report(5, 1234, true, None, Some(9)))
+        );
+        assert_eq!(
+            parse_subscription_value(b"%5 1234 1  "),
+            Some(report(5, 1234, true, None, None))
+        );
+        for bad in [
+            &b""[..],
+            b"%5 1234 1",
+            b"5 1234 0  ",
+            b"%5 x 0  ",
+            b"%5 1 7  ",
+            b"%5 1 0   extra",
+            b"\xff",
+        ] {
+            assert_eq!(parse_subscription_value(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn died_markers_parse() {
+        assert_eq!(
+            parse_died_marker(b"%pb-died %7 99 0 "),
+            Some(report(7, 99, true, Some(0), None))
+        );
+        assert_eq!(
+            parse_died_marker(b"%pb-died %7 99  15"),
+            Some(report(7, 99, true, None, Some(15)))
+        );
+        assert_eq!(
+            parse_died_marker(b"%pb-died %7 99  "),
+            Some(report(7, 99, true, None, None))
+        );
+        assert_eq!(parse_died_marker(b"%pb-diedx %7 99  "), None);
+        assert_eq!(parse_died_marker(b"%output %7 abc"), None);
+        assert_eq!(parse_died_marker(b"%pb-died %7 99"), None);
+    }
+
+    #[test]
+    fn died_marker_as_a_bare_line_is_read_too() {
+        let mut model = model_with_two_panes();
+        let bare = Notification::Event(OwnedEvent::Bare(b"%pb-died %1 100  9".to_vec()));
+        assert_eq!(model.apply(&bare), vec![died(1, None, Some(9))]);
+    }
+
+    #[test]
+    fn hostile_option_values_stay_text() {
+        let (records, errors) = listing().parse(&lines(&[&format!(
+            "%5\t@1\t102\t1\t\t9\t{ONE_PANE}\tx y; #{{pane_id}} $(rm -rf /) '\"\ttitle"
+        )]));
+        assert!(errors.is_empty(), "{errors:?}");
+        let pane = &records[0].pane;
+        assert_eq!(
+            pane.options.get("@panebus_worker").map(String::as_str),
+            Some("x y; #{pane_id} $(rm -rf /) '\"")
+        );
+        assert_eq!((pane.dead, pane.dead_signal), (true, Some(9)));
+    }
+
+    #[test]
+    fn a_respawn_the_caller_made_is_recorded() {
+        let mut model = model_with_two_panes();
+        model.apply(&marker("%pb-died %1 100 1 "));
+        assert_eq!(
+            model.respawned(PaneId(1), 180),
+            vec![ModelChange::PaneRespawned {
+                pane: PaneId(1),
+                pid: 180
+            }]
+        );
+        let pane = &model.panes[&PaneId(1)];
+        assert_eq!(
+            (pane.pid, pane.dead, pane.dead_status),
+            (Some(180), false, None)
+        );
+        // tmux's own report of the new process adds nothing.
+        assert_eq!(model.apply(&subscription("%1 180 0  ")), vec![]);
     }
 
     #[test]
