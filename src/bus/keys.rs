@@ -167,7 +167,10 @@ mod tests {
         assert_eq!(k.dlq_entries(), "pb:dlq:entries");
         assert_eq!(k.events(), "pb:events");
         assert_eq!(k.lease("devbox", "main"), "pb:lease:{devbox/main}");
-        assert_eq!(k.lease_token("devbox", "main"), "pb:lease:{devbox/main}:token");
+        assert_eq!(
+            k.lease_token("devbox", "main"),
+            "pb:lease:{devbox/main}:token"
+        );
         assert_eq!(k.workflow("w1"), "pb:workflow:w1");
         assert_eq!(k.workflows(), "pb:workflows");
     }
