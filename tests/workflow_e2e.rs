@@ -218,9 +218,13 @@ impl Rig {
             .collect()
     }
 
+    fn keys(&self) -> Keys {
+        Keys::new(self.namespace.clone())
+    }
+
     /// The pid in the coordinator lease (`<token> <host>:<pid>:<random>`), if held.
     fn lease_holder(&self) -> Option<u32> {
-        let key = Keys::new(self.namespace.clone()).lease(&self.node, &self.session);
+        let key = self.keys().lease(&self.node, &self.session);
         let value: Option<String> = self.redis.conn().get(key).unwrap();
         value.and_then(|v| v.split(':').nth(1).and_then(|p| p.parse().ok()))
     }
@@ -317,7 +321,12 @@ impl Rig {
                 self.tmux(&["show-hooks", "-p", "-t", pane])
                     .contains("pane-died")
             });
-            if self.lease_holder() == Some(coordinator_pid) && managed {
+            // And recording how to respawn each (what `panebus restart` looks up).
+            let recorded = panes.iter().all(|(pane, _)| {
+                let key = self.keys().managed(&self.worker_id(pane));
+                self.redis.conn().exists::<_, bool>(key).unwrap()
+            });
+            if self.lease_holder() == Some(coordinator_pid) && managed && recorded {
                 break;
             }
             assert!(
@@ -658,4 +667,49 @@ fn a_phase_worker_killed_mid_phase_is_respawned_by_the_coordinator_and_only_its_
     assert_eq!(starts, ["review", "plan", "work", "compound"]);
 
     rig.teardown();
+}
+
+#[test]
+fn a_pane_tagged_before_its_worker_registers_still_gets_its_respawn_record() {
+    // `workflow-setup` tags panes before their workers run, and the coordinator may list a
+    // pane before its worker registers: the record is then written once it registers.
+    let rig = Rig::new("late", format!("{} -p", fake_agent("answer.sh").display()));
+    let bin = env!("CARGO_BIN_EXE_panebus");
+    let late_worker = format!("sleep 3; exec {bin} worker --role late");
+    let mut new_window = vec!["new-window", "-d", "-t", "=mine:", "-P", "-F", "#{pane_id}"];
+    let env: Vec<String> = [
+        ("PANEBUS_REDIS_URL", rig.redis.url()),
+        ("PANEBUS_NAMESPACE", rig.namespace.clone()),
+        ("PANEBUS_NODE", rig.node.clone()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={v}"))
+    .collect();
+    for e in &env {
+        new_window.extend(["-e", e.as_str()]);
+    }
+    let mut worker_window = new_window.clone();
+    worker_window.extend(["--", "sh", "-c", &late_worker]);
+    let pane = rig.tmux(&worker_window);
+    let worker = rig.worker_id(&pane);
+    rig.tmux(&["set-option", "-p", "-t", &pane, "@panebus_worker", &worker]);
+    let mut coordinator_window = new_window;
+    coordinator_window.extend(["--", bin, "attach", "mine"]);
+    rig.tmux(&coordinator_window);
+
+    let key = rig.keys().managed(&worker);
+    let deadline = Instant::now() + WAIT;
+    while !rig.redis.conn().exists::<_, bool>(&key).unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "no respawn record for {worker}; live workers: {:?}",
+            rig.live_workers()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let argv: String = rig.redis.conn().hget(&key, "argv").unwrap();
+    let argv: Vec<String> = serde_json::from_str(&argv).unwrap();
+    assert_eq!(argv[1..], ["worker", "--role", "late"]);
+    let session: String = rig.redis.conn().hget(&key, "session").unwrap();
+    assert_eq!(session, "mine");
 }
