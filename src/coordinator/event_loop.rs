@@ -68,6 +68,10 @@ pub(super) struct Managed {
     pub(super) jitter: Jitter,
     pub(super) state: PaneState,
     pub(super) shown: Option<PaneState>,
+    /// Whether the respawn record (`managed::save`) is written. A pane found already tagged
+    /// (as `workflow-setup` leaves them) may be listed before its worker registers; its
+    /// record is written on the first reconcile that sees the registration.
+    pub(super) recorded: bool,
 }
 
 pub(super) struct Supervisor<'a> {
@@ -293,6 +297,12 @@ impl<'a> Supervisor<'a> {
                 let tag = plan.to_tag.contains(pane);
                 self.manage(*pane, worker, pid, registered.get(worker), tag)
                     .await?;
+            } else if self.panes.get(pane).is_some_and(|m| !m.recorded)
+                && self.record(worker, registered.get(worker)).await?
+            {
+                if let Some(m) = self.panes.get_mut(pane) {
+                    m.recorded = true;
+                }
             }
         }
         let managed: Vec<u32> = self.panes.keys().copied().collect();
@@ -336,18 +346,7 @@ impl<'a> Supervisor<'a> {
             Some(i) if i.pid == pid => SystemTime::UNIX_EPOCH + Duration::from_millis(i.started_ms),
             _ => SystemTime::now(),
         };
-        if let Some(info) = info.filter(|i| !i.argv.is_empty()) {
-            managed::save(
-                self.bus,
-                &ManagedPane {
-                    worker: worker.to_string(),
-                    session: self.opts.session.clone(),
-                    argv: info.argv.clone(),
-                    cwd: info.cwd.clone(),
-                },
-            )
-            .await?;
-        }
+        let recorded = self.record(worker, info).await?;
         tracing::info!(pane = %pane_name(pane), %worker, pid, tagged = tag, "managing pane");
         self.panes.insert(
             pane,
@@ -361,9 +360,32 @@ impl<'a> Supervisor<'a> {
                 jitter: Jitter::random(),
                 state: PaneState::Healthy,
                 shown: None,
+                recorded,
             },
         );
         Ok(())
+    }
+
+    /// Saves how to respawn `worker` from its registration; false when there is none yet.
+    async fn record(
+        &self,
+        worker: &str,
+        info: Option<&WorkerInfo>,
+    ) -> Result<bool, CoordinatorError> {
+        let Some(info) = info.filter(|i| !i.argv.is_empty()) else {
+            return Ok(false);
+        };
+        managed::save(
+            self.bus,
+            &ManagedPane {
+                worker: worker.to_string(),
+                session: self.opts.session.clone(),
+                argv: info.argv.clone(),
+                cwd: info.cwd.clone(),
+            },
+        )
+        .await?;
+        Ok(true)
     }
 
     /// Feeds the model's state of a managed pane to the detector and acts on its decision.
