@@ -134,7 +134,46 @@ pub fn encode_output(raw: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// The decoding rule, one byte at a time.
+    fn reference_decode(escaped: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut read = 0;
+        while read < escaped.len() {
+            match &escaped[read..] {
+                [b'\\', a @ b'0'..=b'3', b @ b'0'..=b'7', c @ b'0'..=b'7', ..] => {
+                    out.push(((a - b'0') << 6) | ((b - b'0') << 3) | (c - b'0'));
+                    read += 4;
+                }
+                [byte, ..] => {
+                    out.push(*byte);
+                    read += 1;
+                }
+                [] => unreachable!("read < len"),
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Stray and cut escapes anywhere in and across the 16-byte blocks, after a prefix.
+        #[test]
+        fn block_decoder_matches_the_reference(
+            prefix in proptest::collection::vec(any::<u8>(), 0..4),
+            escaped in proptest::collection::vec(
+                prop_oneof![Just(b'\\'), Just(b'0'), Just(b'3'), Just(b'4'), Just(b'7'), Just(b'8'), any::<u8>()],
+                0..80,
+            ),
+        ) {
+            let mut out = prefix.clone();
+            decode_output(&escaped, &mut out);
+            prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+            prop_assert_eq!(&out[prefix.len()..], &reference_decode(&escaped)[..]);
+        }
+    }
 
     #[test]
     fn octal_escape_accepts_exactly_three_octal_digits_up_to_377() {
