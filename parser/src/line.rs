@@ -15,7 +15,7 @@ use nom::combinator::{all_consuming, map, opt, rest, value};
 use nom::sequence::{preceded, separated_pair, terminated, tuple};
 use nom::IResult;
 
-use crate::escape::decode_output_from;
+use crate::escape::decode_output_into;
 use crate::event::{Event, Guard, PaneId, SessionId, SubscriptionTarget, WindowId};
 use crate::vis::vis_decode;
 
@@ -236,15 +236,19 @@ pub(crate) fn parse_line<'a>(
 }
 
 /// The payload of `%output`/`%extended-output`: borrowed from the line when it holds no
-/// escape, else decoded into the reused `scratch` buffer.
+/// escape, else decoded into the reused `scratch` buffer. `scratch` keeps its length between
+/// records (it only grows), so the decoder writes into initialized room without zeroing it
+/// per record.
 #[inline]
 fn decoded<'a>(data: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
     match memchr(b'\\', data) {
         None => data,
         Some(first) => {
-            scratch.clear();
-            decode_output_from(data, first, scratch);
-            scratch
+            if scratch.len() < data.len() {
+                scratch.resize(data.len(), 0);
+            }
+            let len = decode_output_into(data, first, scratch);
+            &scratch[..len]
         }
     }
 }
