@@ -134,10 +134,10 @@ impl Tmux {
         }
     }
 
-    /// Kills session `target` after detaching its clients. tmux 3.3a (and later releases
-    /// until the fix of tmux issue 5243) can crash the whole server with a NULL dereference
-    /// in `control_write` when a session is destroyed while a control client such as the
-    /// coordinator is attached to it; detaching first closes that window.
+    /// Kills session `target` after detaching its clients. tmux 3.3a segfaulted (NULL
+    /// dereference at 0x20, the control-client crash class of tmux issue 5243 / PR 4980)
+    /// when a session was destroyed under an attached control client such as the
+    /// coordinator; detaching first closes that window.
     pub fn kill_session(&self, target: &str) -> Result<(), SessionError> {
         if self.run(&["detach-client", "-s", target]).is_ok() {
             let deadline = std::time::Instant::now() + DETACH_WAIT;
