@@ -131,7 +131,8 @@ impl Command {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// How a JSON value's type reads in an error message ("an object", "a string", …).
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -6,7 +6,7 @@
 use clap::Args;
 
 use super::exit::Failure;
-use super::fanout::{self, FanoutArgs};
+use super::fanout::{self, CommandArgs};
 use super::Context;
 use crate::admin::Admin;
 
@@ -22,7 +22,7 @@ Prints one line per worker: WORKER COMMAND STATUS DETAIL (--json: an array of
 bus has no live worker.")]
 pub struct BroadcastArgs {
     #[command(flatten)]
-    pub fanout: FanoutArgs,
+    pub fanout: CommandArgs,
 }
 
 pub async fn run(args: BroadcastArgs, ctx: Context) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::exit::Failure;
+use super::fanout::CommandArgs;
 use super::progress::Spinner;
 use super::{payload, print_json, print_text, Context};
 use crate::admin::{Admin, PaneView};
@@ -35,25 +36,8 @@ pub struct DispatchArgs {
     /// Worker id (`node/%3`) or pane id on this node (`%3`).
     pub target: String,
 
-    /// Command type: `ping`, `prompt`, `shutdown` or a type a handler is configured for.
-    #[arg(value_name = "TYPE")]
-    pub kind: String,
-
-    /// Command payload: a JSON object, `@FILE` to read it from a file, `-` for stdin.
-    #[arg(long, value_name = "JSON")]
-    pub payload: Option<String>,
-
-    /// Limit for running the command, in milliseconds [default: PANEBUS_COMMAND_TIMEOUT].
-    #[arg(long, value_name = "MS")]
-    pub timeout: Option<u64>,
-
-    /// Wait for the result, print it and exit non-zero if the command failed.
-    #[arg(long)]
-    pub wait: bool,
-
-    /// With --wait: give up after this many seconds [default: the command timeout + 30].
-    #[arg(long, value_name = "S", requires = "wait")]
-    pub wait_timeout: Option<u64>,
+    #[command(flatten)]
+    pub command: CommandArgs,
 
     /// Queue the command even if no worker with this id is registered.
     #[arg(long)]
@@ -61,24 +45,24 @@ pub struct DispatchArgs {
 }
 
 pub async fn run(args: DispatchArgs, ctx: Context) -> anyhow::Result<()> {
-    let payload = payload::read(args.payload.as_deref())?;
+    let payload = payload::read(args.command.payload.as_deref())?;
     let worker = ctx.config.resolve_worker(&args.target);
     let admin = Admin::connect(&ctx.config).await?;
     if let Some(pane) = admin.pane(&worker).await? {
         warn_if_unavailable(&pane);
     }
-    let mut command = admin.new_command(&args.kind, payload);
-    command.timeout_ms = args.timeout;
-    command.reply = args.wait;
+    let mut command = admin.new_command(&args.command.kind, payload);
+    command.timeout_ms = args.command.timeout;
+    command.reply = args.command.wait;
     admin.enqueue(&worker, &command, args.force).await?;
-    if !args.wait {
+    if !args.command.wait {
         return if ctx.json {
             print_json(&json!({ "id": command.id, "worker": worker, "type": command.kind }))
         } else {
             print_text(format_args!("{}\n", command.id))
         };
     }
-    let wait = wait_limit(args.wait_timeout, args.timeout, &ctx.config);
+    let wait = wait_limit(args.command.wait_timeout, args.command.timeout, &ctx.config);
     let result = wait_for(&admin, &command, &worker, wait).await?;
     report(&result, ctx.json)
 }

@@ -7,7 +7,7 @@
 use clap::Args;
 
 use super::exit::Failure;
-use super::fanout::{self, FanoutArgs};
+use super::fanout::{self, CommandArgs};
 use super::Context;
 use crate::admin::Admin;
 
@@ -26,7 +26,7 @@ pub struct DispatchRoleArgs {
     pub role: String,
 
     #[command(flatten)]
-    pub fanout: FanoutArgs,
+    pub fanout: CommandArgs,
 }
 
 pub async fn run(args: DispatchRoleArgs, ctx: Context) -> anyhow::Result<()> {

@@ -20,9 +20,9 @@ use super::{payload, print_json, print_text, Context};
 use crate::admin::{Admin, PaneView};
 use crate::schema::CommandResult;
 
-/// Options shared by `dispatch-role` and `broadcast`.
+/// The command to send: shared by `dispatch`, `dispatch-role` and `broadcast`.
 #[derive(Debug, Args)]
-pub struct FanoutArgs {
+pub struct CommandArgs {
     /// Command type: `ping`, `prompt`, `shutdown` or a type a handler is configured for.
     #[arg(value_name = "TYPE")]
     pub kind: String,
@@ -31,11 +31,11 @@ pub struct FanoutArgs {
     #[arg(long, value_name = "JSON")]
     pub payload: Option<String>,
 
-    /// Limit for running each command, in milliseconds [default: PANEBUS_COMMAND_TIMEOUT].
+    /// Limit for running the command (each one, when several are sent), in milliseconds [default: PANEBUS_COMMAND_TIMEOUT].
     #[arg(long, value_name = "MS")]
     pub timeout: Option<u64>,
 
-    /// Wait for every result; exit non-zero if any command failed or timed out.
+    /// Wait for the result(s); exit non-zero if a command failed or the wait timed out.
     #[arg(long)]
     pub wait: bool,
 
@@ -61,7 +61,7 @@ pub struct Outcome {
 /// Dispatches `args` to each of `targets` (already filtered to the scope), reports, and
 /// returns the error that decides the exit code.
 pub async fn run(
-    args: FanoutArgs,
+    args: CommandArgs,
     ctx: Context,
     admin: Admin,
     targets: Vec<PaneView>,

@@ -41,19 +41,11 @@ pub fn parse(text: &str) -> Result<Map<String, Value>, Failure> {
     match value {
         Value::Object(map) => Ok(map),
         other => Err(Failure::InvalidPayload {
-            reason: format!("expected a JSON object, got {}", kind(&other)),
+            reason: format!(
+                "expected a JSON object, got {}",
+                crate::schema::json_kind(&other)
+            ),
         }),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
