@@ -31,6 +31,7 @@ pub mod status;
 pub mod status_line;
 pub mod table;
 pub mod tmux_server;
+pub mod top;
 pub mod up;
 pub mod watchdog;
 pub mod worker;
@@ -167,6 +168,13 @@ Examples:
     Events(events::EventsArgs),
     /// Show the stored result of a command, optionally waiting for it.
     Result(result::ResultArgs),
+    /// Live terminal dashboard: workers, totals and the newest events (q quits).
+    #[command(after_help = "\
+Examples:
+  panebus top
+  panebus top --interval 500ms
+  panebus top | cat                  # not a terminal: prints one snapshot and exits")]
+    Top(top::TopArgs),
     /// Start a ready tmux session: workers by role, the coordinator, a private Redis if none.
     #[command(after_help = "\
 Examples:
@@ -299,6 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(args) => on_bus(&global, |ctx| dlq::run(args, ctx)),
         Command::Events(args) => on_bus(&global, |ctx| events::run(args, ctx)),
         Command::Result(args) => on_bus(&global, |ctx| result::run(args, ctx)),
+        Command::Top(args) => on_bus(&global, |ctx| top::run(args, ctx)),
         Command::Up(args) => on_bus(
             &global,
             |ctx| async move { up::run(args, &ctx.config).await },
