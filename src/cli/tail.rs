@@ -128,7 +128,7 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break End::Signal,
             _ = terminate.recv() => break End::Signal,
             _ = liveness.tick() => {
-                if !pane_alive(&client, pane).await? {
+                if !still_there(&client, pane, &session).await? {
                     break End::PaneClosed;
                 }
             }
@@ -145,7 +145,7 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
                     | OwnedEvent::UnlinkedWindowClose(_)
                     | OwnedEvent::WindowPaneChanged { .. },
                 )) => {
-                    if !pane_alive(&client, pane).await? {
+                    if !still_there(&client, pane, &session).await? {
                         break End::PaneClosed;
                     }
                 }
@@ -218,8 +218,17 @@ fn unknown_pane(server: &TmuxServerRef, pane: PaneId) -> anyhow::Error {
     .into()
 }
 
+/// [`pane_alive`] while following: a control session that ended meanwhile is the
+/// session's end, not the pane's.
+async fn still_there(client: &ControlClient, pane: PaneId, session: &str) -> anyhow::Result<bool> {
+    match pane_alive(client, pane).await {
+        Err(TmuxError::Exited { reason }) => Err(session_ended(pane, session, &reason)),
+        other => Ok(other?),
+    }
+}
+
 /// Whether the pane still exists and its process still runs.
-async fn pane_alive(client: &ControlClient, pane: PaneId) -> anyhow::Result<bool> {
+async fn pane_alive(client: &ControlClient, pane: PaneId) -> Result<bool, TmuxError> {
     // tmux 3.3a answers an unknown target with an empty line, so the reply must name the pane.
     let command = TmuxCommand::display_message(
         Some(Target::Pane(pane)),
@@ -229,7 +238,7 @@ async fn pane_alive(client: &ControlClient, pane: PaneId) -> anyhow::Result<bool
     match client.run(&command).await {
         Ok(reply) => Ok(reply.text_lines().first().map(|l| l.trim()) == Some(alive.as_str())),
         Err(TmuxError::Command { message, .. }) if message.contains("can't find pane") => Ok(false),
-        Err(err) => Err(err.into()),
+        Err(err) => Err(err),
     }
 }
 
