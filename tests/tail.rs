@@ -23,9 +23,14 @@ struct Tail {
 
 impl Tail {
     fn start(tmux: &TmuxServer, pane: &str) -> Tail {
+        Tail::start_with(tmux, pane, &[])
+    }
+
+    fn start_with(tmux: &TmuxServer, pane: &str, extra: &[&str]) -> Tail {
         let mut child = Command::new(env!("CARGO_BIN_EXE_panebus"))
             .arg("tail")
             .arg(pane)
+            .args(extra)
             .arg("-S")
             .arg(&tmux.socket)
             .env_remove("TMUX")
@@ -154,11 +159,16 @@ fn tail_prints_the_panes_bytes_exactly_and_nothing_from_other_panes() {
     type_line(&tmux, &pane, r"printf 'M1-\303\251-\\-\033[1m-Z\n'");
     tail.wait_output(b"M1-\xc3\xa9-\\-\x1b[1m-Z");
 
-    type_line(&tmux, &other, "printf 'OTHER%sPANE\\n' X");
-    wait_for("the other pane's output", || {
-        tmux.run(&["capture-pane", "-p", "-t", &other])
-            .contains("OTHERXPANE")
-    });
+    // One pane existed when tail started (tail turns its output off), one is new (tail
+    // drops its output).
+    let newer = sh_pane(&tmux, "tailed");
+    for (n, from) in [&other, &newer].into_iter().enumerate() {
+        type_line(&tmux, from, &format!("printf 'OTHER%sPANE{n}\\n' X"));
+        wait_for("the other pane's output", || {
+            tmux.run(&["capture-pane", "-p", "-t", from])
+                .contains(&format!("OTHERXPANE{n}"))
+        });
+    }
     // Output is delivered in order: once a later marker of the tailed pane arrived, the
     // other pane's line would have arrived before it if tail let it through.
     type_line(&tmux, &pane, "printf 'DONE%s\\n' X");
@@ -179,6 +189,27 @@ fn an_unknown_pane_is_exit_4_with_a_clear_message() {
     assert_eq!(status.code(), Some(4), "stderr: {}", tail.stderr());
     assert!(tail.stderr().contains("no pane %4242"), "{}", tail.stderr());
     assert!(tail.stdout().is_empty());
+}
+
+#[test]
+fn an_explicit_session_is_followed_and_a_missing_one_is_exit_4() {
+    let tmux = TmuxServer::start("tailed");
+    let pane = sh_pane(&tmux, "tailed");
+    let mut tail = Tail::start_with(&tmux, &pane, &["--session", "tailed"]);
+    tail.wait_attached(&tmux);
+    type_line(&tmux, &pane, "printf 'VIA%sSESSION\\n' _");
+    tail.wait_output(b"VIA_SESSION");
+
+    let mut missing = Tail::start_with(&tmux, &pane, &["--session", "nosuch"]);
+    let status = missing.wait_exit();
+    assert_eq!(status.code(), Some(4), "stderr: {}", missing.stderr());
+    assert!(
+        missing
+            .stderr()
+            .contains("cannot attach to session \"nosuch\""),
+        "{}",
+        missing.stderr()
+    );
 }
 
 #[test]
