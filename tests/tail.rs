@@ -200,6 +200,15 @@ fn an_explicit_session_is_followed_and_a_missing_one_is_exit_4() {
     type_line(&tmux, &pane, "printf 'VIA%sSESSION\\n' _");
     tail.wait_output(b"VIA_SESSION");
 
+    let mut unknown = Tail::start_with(&tmux, "%4242", &["--session", "tailed"]);
+    let status = unknown.wait_exit();
+    assert_eq!(status.code(), Some(4), "stderr: {}", unknown.stderr());
+    assert!(
+        unknown.stderr().contains("no pane %4242"),
+        "{}",
+        unknown.stderr()
+    );
+
     let mut missing = Tail::start_with(&tmux, &pane, &["--session", "nosuch"]);
     let status = missing.wait_exit();
     assert_eq!(status.code(), Some(4), "stderr: {}", missing.stderr());

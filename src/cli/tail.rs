@@ -102,10 +102,17 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
             .into(),
             other => anyhow::Error::from(other),
         })?;
-    if !pane_alive(&client, pane).await? {
-        client.detach().await;
-        eprintln!("panebus: pane %{} has already exited", pane.0);
-        return Ok(());
+    match pane_state(&client, pane).await? {
+        PaneState::Running => {}
+        PaneState::Exited => {
+            client.detach().await;
+            eprintln!("panebus: pane %{} has already exited", pane.0);
+            return Ok(());
+        }
+        PaneState::Missing => {
+            client.detach().await;
+            return Err(unknown_pane(&server, pane));
+        }
     }
     // tail watches; it must not shrink the windows of the humans' clients.
     client
@@ -218,26 +225,42 @@ fn unknown_pane(server: &TmuxServerRef, pane: PaneId) -> anyhow::Error {
     .into()
 }
 
-/// [`pane_alive`] while following: a control session that ended meanwhile is the
-/// session's end, not the pane's.
+/// Whether the pane still runs, while following: a control session that ended meanwhile
+/// is the session's end, not the pane's.
 async fn still_there(client: &ControlClient, pane: PaneId, session: &str) -> anyhow::Result<bool> {
-    match pane_alive(client, pane).await {
+    match pane_state(client, pane).await {
+        Ok(state) => Ok(state == PaneState::Running),
         Err(TmuxError::Exited { reason }) => Err(session_ended(pane, session, &reason)),
-        other => Ok(other?),
+        Err(err) => Err(err.into()),
     }
 }
 
-/// Whether the pane still exists and its process still runs.
-async fn pane_alive(client: &ControlClient, pane: PaneId) -> Result<bool, TmuxError> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PaneState {
+    Running,
+    /// Its process exited and the pane stays (`remain-on-exit`).
+    Exited,
+    Missing,
+}
+
+async fn pane_state(client: &ControlClient, pane: PaneId) -> Result<PaneState, TmuxError> {
     // tmux 3.3a answers an unknown target with an empty line, so the reply must name the pane.
     let command = TmuxCommand::display_message(
         Some(Target::Pane(pane)),
         &Format::template("#{pane_id}:#{pane_dead}"),
     )?;
-    let alive = format!("%{}:0", pane.0);
+    let id = format!("%{}:", pane.0);
     match client.run(&command).await {
-        Ok(reply) => Ok(reply.text_lines().first().map(|l| l.trim()) == Some(alive.as_str())),
-        Err(TmuxError::Command { message, .. }) if message.contains("can't find pane") => Ok(false),
+        Ok(reply) => Ok(match reply.text_lines().first().map(|l| l.trim()) {
+            Some(line) if line.starts_with(&id) => match &line[id.len()..] {
+                "0" => PaneState::Running,
+                _ => PaneState::Exited,
+            },
+            _ => PaneState::Missing,
+        }),
+        Err(TmuxError::Command { message, .. }) if message.contains("can't find pane") => {
+            Ok(PaneState::Missing)
+        }
         Err(err) => Err(err),
     }
 }
