@@ -263,3 +263,25 @@ fn killing_the_session_ends_tail_with_an_error() {
         tail.stderr()
     );
 }
+
+#[test]
+fn a_pane_whose_process_exits_under_remain_on_exit_ends_tail() {
+    let tmux = TmuxServer::start("tailed");
+    let pane = sh_pane(&tmux, "tailed");
+    tmux.run(&["set-option", "-p", "-t", &pane, "remain-on-exit", "on"]);
+    let mut tail = Tail::start(&tmux, &pane);
+    tail.wait_attached(&tmux);
+    type_line(&tmux, &pane, "exit");
+    let status = tail.wait_exit();
+    assert_eq!(status.code(), Some(0), "stderr: {}", tail.stderr());
+    assert!(
+        tail.stderr().contains(&format!("pane {pane} closed")),
+        "{}",
+        tail.stderr()
+    );
+    assert_eq!(
+        tmux.run(&["display-message", "-p", "-t", &pane, "#{pane_dead}"])
+            .trim(),
+        "1"
+    );
+}
