@@ -164,7 +164,10 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
     };
     client.detach().await;
     if matches!(end, End::PaneClosed) {
-        eprintln!("panebus: pane %{} closed or its process exited; tail ends", pane.0);
+        eprintln!(
+            "panebus: pane %{} closed or its process exited; tail ends",
+            pane.0
+        );
     }
     Ok(())
 }
