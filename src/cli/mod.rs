@@ -30,6 +30,7 @@ pub mod result;
 pub mod status;
 pub mod status_line;
 pub mod table;
+pub mod tail;
 pub mod tmux_server;
 pub mod top;
 pub mod up;
@@ -246,6 +247,13 @@ Examples:
   panebus workflows
   panebus workflows --active --count 5 --json")]
     Workflows(workflow::WorkflowsArgs),
+    /// Print the live output of one pane (raw bytes) until it closes or Ctrl-C.
+    #[command(after_help = "\
+Examples:
+  panebus tail %3
+  panebus tail devbox/%3 -L work > pane3.log
+  panebus tail %3 --session agents -S /tmp/tmux-1000/work")]
+    Tail(tail::TailArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) to stdout.
@@ -292,6 +300,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),
+        Command::Tail(args) => tail::run(args, &global),
         Command::Worker(args) => long_running_process(&global, |config| worker::run(args, config)),
         Command::Attach(args) => long_running_process(&global, |config| attach::run(args, config)),
         Command::Watchdog(args) => {
