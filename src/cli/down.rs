@@ -7,7 +7,7 @@
 use anyhow::Context;
 use clap::Args;
 
-use super::up::SocketArgs;
+use super::tmux_server::TmuxServerArgs;
 use crate::config::Config;
 use crate::up::layout_file::DEFAULT_SESSION;
 use crate::up::paths::Paths;
@@ -19,7 +19,7 @@ pub struct DownArgs {
     #[arg(default_value = DEFAULT_SESSION)]
     pub session: String,
     #[command(flatten)]
-    pub tmux: SocketArgs,
+    pub tmux: TmuxServerArgs,
 }
 
 /// Runs `panebus down`.

@@ -1,5 +1,5 @@
-//! Flags that choose a tmux server (`-L NAME` / `-S PATH`), shared by `attach` and
-//! `watchdog`, and the node name that goes with that server.
+//! Flags that choose a tmux server (`-L NAME` / `-S PATH`), shared by every command that
+//! talks to tmux, and the node name that goes with that server.
 
 use std::path::PathBuf;
 
@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::config::Config;
 use crate::tmux::TmuxServerRef;
+use crate::up::session::TmuxSocket;
 
 /// Which tmux server to talk to.
 #[derive(Debug, Clone, Default, Args)]
@@ -21,6 +22,16 @@ pub struct TmuxServerArgs {
 }
 
 impl TmuxServerArgs {
+    /// The socket for the `tmux` command line (used before any control client exists):
+    /// `-L`/`-S` when given, else tmux's own choice (which honours `TMUX`).
+    pub fn socket(&self) -> TmuxSocket {
+        match (&self.socket_name, &self.socket_path) {
+            (_, Some(path)) => TmuxSocket::Path(path.clone()),
+            (Some(name), None) => TmuxSocket::Name(name.clone()),
+            (None, None) => TmuxSocket::Default,
+        }
+    }
+
     /// The server: `-L`/`-S` when given, else the one this process runs under (`TMUX`),
     /// else the default server.
     pub fn server(&self) -> TmuxServerRef {

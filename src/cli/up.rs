@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use super::tmux_server::TmuxServerArgs;
 use crate::config::{Config, DEFAULT_REDIS_URL};
 use crate::up::layout_file::{self, Layout, DEFAULT_ROLE, DEFAULT_SESSION};
 use crate::up::paths::Paths;
@@ -21,27 +22,6 @@ use crate::up::{self as up_mod, RedisChoice, UpOptions, UpOutcome};
 
 /// The layout file `up` reads from the current directory when `-f` is not given.
 pub const DEFAULT_LAYOUT_FILE: &str = "panebus.toml";
-
-/// Which tmux server to use (like tmux's own `-L` / `-S`).
-#[derive(Debug, Clone, Default, Args)]
-pub struct SocketArgs {
-    /// tmux server socket name (`tmux -L NAME`).
-    #[arg(short = 'L', value_name = "NAME", conflicts_with = "socket_path")]
-    pub socket_name: Option<String>,
-    /// tmux server socket path (`tmux -S PATH`).
-    #[arg(short = 'S', value_name = "PATH")]
-    pub socket_path: Option<PathBuf>,
-}
-
-impl SocketArgs {
-    pub fn socket(&self) -> TmuxSocket {
-        match (&self.socket_name, &self.socket_path) {
-            (_, Some(path)) => TmuxSocket::Path(path.clone()),
-            (Some(name), None) => TmuxSocket::Name(name.clone()),
-            (None, None) => TmuxSocket::Default,
-        }
-    }
-}
 
 /// `panebus up` options.
 #[derive(Debug, Clone, Args)]
@@ -65,7 +45,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub managed_redis: bool,
     #[command(flatten)]
-    pub tmux: SocketArgs,
+    pub tmux: TmuxServerArgs,
 }
 
 /// Runs `panebus up`.

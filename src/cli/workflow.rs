@@ -14,7 +14,6 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -22,10 +21,11 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use serde::Serialize;
 
+use super::tmux_server::TmuxServerArgs;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::schema::now_ms;
-use crate::up::session::{exact, Tmux, TmuxSocket};
+use crate::up::session::{exact, Tmux};
 use crate::workflow::record::{PhaseState, WorkflowRecord};
 use crate::workflow::{store, ORCHESTRATOR_ROLE};
 
@@ -41,35 +41,9 @@ pub const ROLES: [&str; 5] = [
     "compounder",
 ];
 
-/// Which tmux server to use (tmux's own `-L` / `-S`; default: the current or default one).
-#[derive(Debug, Clone, Default, Args)]
-pub struct TmuxServerArgs {
-    /// tmux server socket name (`tmux -L NAME`)
-    #[arg(short = 'L', value_name = "NAME", conflicts_with = "socket_path")]
-    pub socket_name: Option<String>,
-    /// tmux server socket path (`tmux -S PATH`)
-    #[arg(short = 'S', value_name = "PATH")]
-    pub socket_path: Option<PathBuf>,
-}
-
-impl TmuxServerArgs {
-    /// The `tmux` client for the selected server (shared with `panebus up`).
-    fn server(&self) -> Tmux {
-        Tmux::new(match (&self.socket_name, &self.socket_path) {
-            (Some(name), _) => TmuxSocket::Name(name.clone()),
-            (None, Some(path)) => TmuxSocket::Path(path.clone()),
-            (None, None) => TmuxSocket::Default,
-        })
-    }
-
-    /// Runs one tmux command; its trimmed stdout, or an error with tmux's message.
-    fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> anyhow::Result<String> {
-        Ok(self.server().run(args)?.trim().to_string())
-    }
-
-    fn has_session(&self, session: &str) -> anyhow::Result<bool> {
-        Ok(self.server().has_session(session)?)
-    }
+/// The `tmux` command line for the selected server (shared with `panebus up`).
+fn tmux_cli(server: &TmuxServerArgs) -> Tmux {
+    Tmux::new(server.socket())
 }
 
 /// Session names reach tmux targets, so keep them plain.
@@ -137,9 +111,7 @@ pub async fn setup(args: WorkflowSetupArgs, config: &Config) -> anyhow::Result<(
     } else {
         "attach-session"
     };
-    let status = args
-        .server
-        .server()
+    let status = tmux_cli(&args.server)
         .command()
         .args([verb, "-t", &exact(&report.session)])
         .stdin(Stdio::inherit())
@@ -161,7 +133,7 @@ const PLACEHOLDER: [&str; 2] = ["sleep", "86400"];
 pub fn create_session(args: &WorkflowSetupArgs, config: &Config) -> anyhow::Result<SetupReport> {
     let session = &args.session;
     check_session_name(session)?;
-    let tmux = &args.server;
+    let tmux = &tmux_cli(&args.server);
     if tmux.has_session(session)? {
         bail!(
             "tmux session {session} already exists: attach with `tmux attach -t {session}`, \
@@ -207,7 +179,7 @@ pub fn create_session(args: &WorkflowSetupArgs, config: &Config) -> anyhow::Resu
 }
 
 fn build(
-    tmux: &TmuxServerArgs,
+    tmux: &Tmux,
     config: &Config,
     session: &str,
     session_id: &str,
@@ -357,7 +329,7 @@ pub async fn remove_session(
 ) -> anyhow::Result<Vec<String>> {
     let session = &args.session;
     check_session_name(session)?;
-    let tmux = &args.server;
+    let tmux = &tmux_cli(&args.server);
     if !tmux.has_session(session)? {
         bail!("no tmux session {session} on this tmux server; list sessions with `tmux ls`");
     }
@@ -384,7 +356,7 @@ pub async fn remove_session(
         .filter(|w| ours(&w.id, w.info.as_ref().and_then(|i| i.session.as_deref())))
         .map(|w| w.id)
         .collect();
-    tmux.server().kill_session(&exact(session))?;
+    tmux.kill_session(&exact(session))?;
 
     // The workers got SIGHUP and deregister themselves; remove any that did not.
     let deadline = tokio::time::Instant::now() + SELF_DEREGISTER_WAIT;
