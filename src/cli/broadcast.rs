@@ -27,12 +27,7 @@ pub struct BroadcastArgs {
 
 pub async fn run(args: BroadcastArgs, ctx: Context) -> anyhow::Result<()> {
     let admin = Admin::connect(&ctx.config).await?;
-    let targets: Vec<_> = admin
-        .panes(None)
-        .await?
-        .into_iter()
-        .filter(|pane| pane.accepts_work())
-        .collect();
+    let targets = fanout::live_targets(&admin, None).await?;
     if targets.is_empty() {
         return Err(Failure::NotFound {
             what: format!("no live worker on bus `{}`", ctx.config.namespace),

@@ -31,12 +31,7 @@ pub struct DispatchRoleArgs {
 
 pub async fn run(args: DispatchRoleArgs, ctx: Context) -> anyhow::Result<()> {
     let admin = Admin::connect(&ctx.config).await?;
-    let targets: Vec<_> = admin
-        .panes(Some(&args.role))
-        .await?
-        .into_iter()
-        .filter(|pane| pane.accepts_work())
-        .collect();
+    let targets = fanout::live_targets(&admin, Some(&args.role)).await?;
     if targets.is_empty() {
         return Err(Failure::NotFound {
             what: format!(

@@ -44,6 +44,17 @@ pub struct CommandArgs {
     pub wait_timeout: Option<u64>,
 }
 
+/// The workers a fan-out reaches: live (fresh heartbeat), not quarantined, with `role` if
+/// one is given.
+pub async fn live_targets(admin: &Admin, role: Option<&str>) -> anyhow::Result<Vec<PaneView>> {
+    Ok(admin
+        .panes(role)
+        .await?
+        .into_iter()
+        .filter(|pane| pane.accepts_work())
+        .collect())
+}
+
 /// What happened to one worker's command, as printed (`--json`: one array element).
 #[derive(Debug, Serialize)]
 pub struct Outcome {
