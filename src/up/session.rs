@@ -287,31 +287,14 @@ fn build(
             (window, pane)
         };
         first_window.get_or_insert_with(|| window.clone());
-        tmux.run(&["set-option", "-w", "-t", &window, "remain-on-exit", "on"])?;
-        tmux.run(&[
-            "set-option",
-            "-w",
-            "-t",
-            &window,
-            "pane-border-status",
-            "top",
-        ])?;
-        tmux.run(&[
-            "set-option",
-            "-w",
-            "-t",
-            &window,
-            "pane-border-format",
-            PANE_BORDER_FORMAT,
-        ])?;
-        tmux.run(&[
-            "set-option",
-            "-w",
-            "-t",
-            &window,
-            "@panebus_role",
-            &role.name,
-        ])?;
+        for (option, value) in [
+            ("remain-on-exit", "on"),
+            ("pane-border-status", "top"),
+            ("pane-border-format", PANE_BORDER_FORMAT),
+            ("@panebus_role", role.name.as_str()),
+        ] {
+            tmux.run(&["set-option", "-w", "-t", &window, option, value])?;
+        }
         respawn(tmux, &pane, role, &argv)?;
         workers.push((role.name.clone(), pane));
         for _ in 1..role.count {
