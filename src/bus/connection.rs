@@ -32,7 +32,7 @@ use redis::{
 };
 
 use super::deployment::{client_for, install_crypto_provider, Deployment, TlsFiles};
-use super::sentinel::{breaks_connection, SentinelPrimary};
+use super::sentinel::{breaks_connection, is_readonly, SentinelPrimary};
 use super::{Bus, BusError};
 
 /// How long establishing a TCP/unix connection may take before Redis counts as unreachable.
@@ -69,7 +69,7 @@ pub fn redact_url(url: &str) -> String {
 pub enum SharedConnection {
     /// One server.
     Standalone {
-        client: redis::Client,
+        client: Arc<redis::Client>,
         conn: ConnectionManager,
     },
     /// A Redis Cluster; `nodes` opens dedicated connections to single nodes.
@@ -179,7 +179,10 @@ pub(super) async fn open_shared(
             let conn = ConnectionManager::new_with_config(client.clone(), config)
                 .await
                 .map_err(failed)?;
-            Ok(SharedConnection::Standalone { client, conn })
+            Ok(SharedConnection::Standalone {
+                client: Arc::new(client),
+                conn,
+            })
         }
         Deployment::Cluster { nodes, tls } => {
             let seed = nodes[0].as_str().into_connection_info().map_err(failed)?;
@@ -312,8 +315,13 @@ pub struct BlockingLink {
 }
 
 enum Route {
-    /// One server (standalone, or the Sentinel primary at opening time).
+    /// One server.
     Direct(MultiplexedConnection),
+    /// The primary in use by the shared Sentinel connection; reopened when that changes.
+    Sentinel {
+        primary: SentinelPrimary,
+        open: Option<(String, MultiplexedConnection)>,
+    },
     /// The primary owning the slot of each request's key, found through `cluster`.
     Cluster {
         cluster: ClusterConnection,
@@ -354,6 +362,26 @@ impl BlockingLink {
         }
         match &mut self.route {
             Route::Direct(conn) => conn.req_packed_command(cmd).await,
+            Route::Sentinel { primary, open } => {
+                let (addr, client) = primary.primary().await?;
+                let conn = match open {
+                    Some((open_addr, conn)) if *open_addr == addr => conn,
+                    _ => {
+                        tracing::debug!(primary = %addr, "opening a blocking connection to the primary");
+                        let conn = open_node(client, holder).await?;
+                        &mut open.insert((addr.clone(), conn)).1
+                    }
+                };
+                let reply = conn.req_packed_command(cmd).await;
+                if let Err(e) = &reply {
+                    // UNBLOCKED: the server turned replica while the command was parked.
+                    if breaks_connection(e) || is_readonly(e) || e.code() == Some("UNBLOCKED") {
+                        *open = None;
+                        primary.forget_server(&addr);
+                    }
+                }
+                reply
+            }
             Route::Cluster {
                 cluster,
                 nodes,
@@ -461,7 +489,7 @@ impl ConnectionLike for BlockingLink {
         async move {
             match &mut self.route {
                 Route::Direct(conn) => conn.req_packed_commands(pipeline, offset, count).await,
-                Route::Cluster { .. } => Err(RedisError::from((
+                Route::Sentinel { .. } | Route::Cluster { .. } => Err(RedisError::from((
                     redis::ErrorKind::Client,
                     "pipelines do not go over a blocking connection",
                 ))),
@@ -473,6 +501,7 @@ impl ConnectionLike for BlockingLink {
     fn get_db(&self) -> i64 {
         match &self.route {
             Route::Direct(conn) => conn.get_db(),
+            Route::Sentinel { primary, .. } => primary.get_db(),
             Route::Cluster { .. } => 0,
         }
     }
@@ -489,14 +518,14 @@ impl Bus {
         };
         let route = match &self.conn {
             SharedConnection::Standalone { client, .. } => Route::Direct(
-                open_node(client.clone(), &holder)
+                open_node(redis::Client::clone(client), &holder)
                     .await
                     .map_err(unreachable)?,
             ),
-            SharedConnection::Sentinel(primary) => {
-                let client = primary.resolve().await.map_err(unreachable)?;
-                Route::Direct(open_node(client, &holder).await.map_err(unreachable)?)
-            }
+            SharedConnection::Sentinel(primary) => Route::Sentinel {
+                primary: primary.clone(),
+                open: None,
+            },
             SharedConnection::Cluster { conn, nodes } => Route::Cluster {
                 cluster: conn.clone(),
                 nodes: nodes.clone(),
