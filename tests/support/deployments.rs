@@ -250,9 +250,14 @@ impl RedisCluster {
             let node_dir = dir.path().join(format!("n{i}"));
             std::fs::create_dir(&node_dir).unwrap();
             let port = free_port();
+            // The cluster bus port defaults to port + 10000, which may be taken or past
+            // 65535 for a kernel-chosen port: choose it as well.
+            let bus_port = free_port();
             let args: Vec<String> = [
                 "--port",
                 &port.to_string(),
+                "--cluster-port",
+                &bus_port.to_string(),
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
