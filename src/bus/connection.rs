@@ -42,14 +42,15 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many MOVED replies a blocking request follows before it gives up.
 const MAX_REDIRECTS: usize = 5;
 
-/// The URL with any password replaced by `***`, fit for messages and logs.
+/// The URL with any password replaced by `***` (in the user info, or a `pass=`/`password=`
+/// query parameter of a unix-socket URL), fit for messages and logs.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
     let rest = &url[scheme_end + 3..];
     // The last `@` anywhere: a password with an unencoded `/` or `@` is still hidden.
-    match rest.rfind('@') {
+    let shown = match rest.rfind('@') {
         Some(at) => {
             let userinfo = &rest[..at];
             let user = userinfo.split(':').next().unwrap_or("");
@@ -61,6 +62,19 @@ pub fn redact_url(url: &str) -> String {
             format!("{}{}@{}", &url[..scheme_end + 3], shown, &rest[at + 1..])
         }
         None => url.to_string(),
+    };
+    match shown.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name @ ("pass" | "password"), _)) => format!("{name}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => shown,
     }
 }
 
