@@ -3,7 +3,8 @@
 //! primaries, dispatch → worker → result round trips, the DLQ, a `CLUSTER FAILOVER` of
 //! the primary holding a worker's queue while commands flow (every accepted command still
 //! gets its result), and the coordinator (`panebus attach` on a private tmux server)
-//! respawning a SIGKILLed worker and requeueing its command in flight.
+//! respawning a SIGKILLed worker and requeueing its command in flight; then the same
+//! round trip on a cluster whose nodes speak only TLS (`rediss+cluster://`).
 
 mod support;
 
@@ -14,7 +15,7 @@ use panebus::bus::Bus;
 use panebus::config::Config;
 use panebus::schema::Command;
 use serde_json::json;
-use support::deployments::{cli, wait_for, ChildGuard, Panebus, RedisCluster};
+use support::deployments::{wait_for, ChildGuard, Panebus, RedisCluster, TestCerts};
 use support::TmuxServer;
 
 const NAMESPACE: &str = "deploy";
@@ -78,7 +79,7 @@ async fn round_trips_dlq_and_a_failover_on_a_cluster_lose_no_command() {
     let mut failed_over = false;
     for i in 0..60 {
         if i == 20 {
-            assert_eq!(cli(replica, &["cluster", "failover"]), "OK");
+            assert_eq!(cluster.cli(replica, &["cluster", "failover"]), "OK");
         }
         let command = Command::new("ping", json!({ "n": i }), "cluster-test");
         match sender.enqueue(&worker_a, &command, false).await {
@@ -87,12 +88,12 @@ async fn round_trips_dlq_and_a_failover_on_a_cluster_lose_no_command() {
             Err(_) => refused += 1,
         }
         if i >= 20 && !failed_over {
-            failed_over = cli(replica, &["role"]).starts_with("master");
+            failed_over = cluster.cli(replica, &["role"]).starts_with("master");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     wait_for("the replica to become primary", 30, || {
-        cli(replica, &["role"]).starts_with("master")
+        cluster.cli(replica, &["role"]).starts_with("master")
     });
     eprintln!(
         "failover: {} enqueues accepted, {refused} refused",
@@ -269,6 +270,30 @@ async fn the_coordinator_respawns_a_killed_worker_and_requeues_on_a_cluster() {
         !log.contains("CROSSSLOT") && !log.contains("crossed slots"),
         "{log}"
     );
+}
+
+#[test]
+fn a_tls_cluster_round_trips_with_the_test_ca() {
+    let certs = TestCerts::generate();
+    let cluster = RedisCluster::start_tls(&certs);
+    let url = cluster.url();
+    assert!(url.starts_with("rediss+cluster://"), "{url}");
+    let mut bus = Panebus::new(&url);
+    bus.set("PANEBUS_REDIS_CA_CERT", &certs.ca().display().to_string());
+    let logs = tempfile::tempdir().unwrap();
+    let (pane_a, pane_b) = panes_on_two_primaries(&cluster);
+    let _worker_a = bus.worker(&pane_a, &logs.path().join("a.log"));
+    let _worker_b = bus.worker(&pane_b, &logs.path().join("b.log"));
+    for pane in [&pane_a, &pane_b] {
+        let result = bus.json(&["dispatch", pane, "ping", "--wait", "--wait-timeout", "30"]);
+        assert_eq!(result["ok"], true, "{result}");
+    }
+    // Without the CA the nodes' certificates are not trusted.
+    bus.env.retain(|(k, _)| k != "PANEBUS_REDIS_CA_CERT");
+    let out = bus.run(&["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("PANEBUS_REDIS_CA_CERT"), "{err}");
 }
 
 #[test]

@@ -39,9 +39,14 @@ fn redis_cli(args: &[&str]) -> Output {
 
 /// `redis-cli -p PORT ARGS` on a plain loopback server; stdout trimmed.
 pub fn cli(port: u16, args: &[&str]) -> String {
-    let mut all = vec!["-h", "127.0.0.1"];
+    cli_with(&[], port, args)
+}
+
+/// `redis-cli FLAGS -p PORT ARGS` (e.g. TLS flags); stdout trimmed.
+fn cli_with(flags: &[String], port: u16, args: &[&str]) -> String {
     let port = port.to_string();
-    all.extend_from_slice(&["-p", &port]);
+    let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
+    all.extend_from_slice(&["-h", "127.0.0.1", "-p", &port]);
     all.extend_from_slice(args);
     let out = redis_cli(&all);
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -288,12 +293,48 @@ impl TlsRedis {
 pub struct RedisCluster {
     nodes: Vec<ChildGuard>,
     pub ports: Vec<u16>,
+    /// redis-cli flags reaching the nodes (TLS ones for a TLS cluster).
+    cli_flags: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 impl RedisCluster {
+    /// A plain cluster.
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(None)
+    }
+
+    /// A cluster whose nodes speak only TLS, among themselves too, with the test CA.
+    pub fn start_tls(certs: &TestCerts) -> RedisCluster {
+        RedisCluster::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&TestCerts>) -> RedisCluster {
         let dir = tempfile::tempdir().expect("tempdir for the cluster");
+        let (tls_args, cli_flags): (Vec<String>, Vec<String>) = match certs {
+            None => (Vec::new(), Vec::new()),
+            Some(certs) => {
+                let c = certs.dir.path();
+                let file = |name: &str| c.join(name).display().to_string();
+                (
+                    vec![
+                        "--tls-cluster".into(),
+                        "yes".into(),
+                        "--tls-replication".into(),
+                        "yes".into(),
+                        "--tls-cert-file".into(),
+                        file("server.pem"),
+                        "--tls-key-file".into(),
+                        file("server.key"),
+                        "--tls-ca-cert-file".into(),
+                        file("ca.pem"),
+                        "--tls-auth-clients".into(),
+                        "optional".into(),
+                    ],
+                    vec!["--tls".into(), "--cacert".into(), file("ca.pem")],
+                )
+            }
+        };
         let mut nodes = Vec::new();
         let mut ports = Vec::new();
         for i in 0..6 {
@@ -303,9 +344,16 @@ impl RedisCluster {
             // The cluster bus port defaults to port + 10000, which may be taken or past
             // 65535 for a kernel-chosen port: choose it as well.
             let bus_port = free_port();
-            let args: Vec<String> = [
+            let (plain_port, tls_port) = if certs.is_some() {
+                (0, port)
+            } else {
+                (port, 0)
+            };
+            let mut args: Vec<String> = [
                 "--port",
-                &port.to_string(),
+                &plain_port.to_string(),
+                "--tls-port",
+                &tls_port.to_string(),
                 "--cluster-port",
                 &bus_port.to_string(),
                 "--cluster-enabled",
@@ -318,16 +366,18 @@ impl RedisCluster {
             .iter()
             .map(|s| s.to_string())
             .collect();
+            args.extend(tls_args.iter().cloned());
             nodes.push(spawn_server(&node_dir, &args));
             ports.push(port);
         }
         for &port in &ports {
             wait_for(&format!("cluster node {port} up"), 10, || {
-                cli(port, &["ping"]) == "PONG"
+                cli_with(&cli_flags, port, &["ping"]) == "PONG"
             });
         }
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let mut args = vec!["--cluster", "create"];
+        let mut args: Vec<&str> = cli_flags.iter().map(String::as_str).collect();
+        args.extend_from_slice(&["--cluster", "create"]);
         args.extend(addrs.iter().map(String::as_str));
         args.extend_from_slice(&["--cluster-replicas", "1", "--cluster-yes"]);
         let out = redis_cli(&args);
@@ -340,6 +390,7 @@ impl RedisCluster {
         let cluster = RedisCluster {
             nodes,
             ports,
+            cli_flags,
             _dir: dir,
         };
         cluster.wait_ok();
@@ -350,23 +401,35 @@ impl RedisCluster {
     pub fn wait_ok(&self) {
         for &port in &self.ports {
             wait_for(&format!("cluster_state:ok on {port}"), 30, || {
-                cli(port, &["cluster", "info"]).contains("cluster_state:ok")
+                self.cli(port, &["cluster", "info"])
+                    .contains("cluster_state:ok")
             });
         }
     }
 
-    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
+    /// `redis-cli -p PORT ARGS` against one node; stdout trimmed.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        cli_with(&self.cli_flags, port, args)
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3` (`rediss+cluster` for TLS).
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self.ports[..3]
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis+cluster://{}", hosts.join(","))
+        let scheme = if self.cli_flags.is_empty() {
+            "redis+cluster"
+        } else {
+            "rediss+cluster"
+        };
+        format!("{scheme}://{}", hosts.join(","))
     }
 
     /// The port of the primary that owns `key`'s slot, from `CLUSTER NODES`.
     pub fn primary_of(&self, key: &str) -> u16 {
-        let slot: u16 = cli(self.ports[0], &["cluster", "keyslot", key])
+        let slot: u16 = self
+            .cli(self.ports[0], &["cluster", "keyslot", key])
             .parse()
             .expect("CLUSTER KEYSLOT answers a number");
         self.nodes_table()
@@ -394,7 +457,7 @@ impl RedisCluster {
         let text = self
             .ports
             .iter()
-            .map(|&p| cli(p, &["cluster", "nodes"]))
+            .map(|&p| self.cli(p, &["cluster", "nodes"]))
             .find(|t| !t.is_empty())
             .expect("a node answers CLUSTER NODES");
         text.lines()
