@@ -592,7 +592,30 @@ impl Bus {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{blocking_key, redact_url};
+
+    #[test]
+    fn blocking_commands_route_by_the_key_they_wait_on() {
+        let blmove = redis::cmd("BLMOVE")
+            .arg("ns:{w}:queue")
+            .arg("ns:{w}:processing")
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(5)
+            .clone();
+        assert_eq!(blocking_key(&blmove), Some(&b"ns:{w}:queue"[..]));
+        let xread = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(10)
+            .arg("BLOCK")
+            .arg(1000)
+            .arg("STREAMS")
+            .arg("ns:events")
+            .arg("$")
+            .clone();
+        assert_eq!(blocking_key(&xread), Some(&b"ns:events"[..]));
+        assert_eq!(blocking_key(&redis::cmd("PING")), None);
+    }
 
     #[test]
     fn passwords_are_redacted() {
