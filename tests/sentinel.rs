@@ -2,7 +2,8 @@
 //! reached through `redis+sentinel://HOST:PORT/SERVICE`. A `panebus worker` process and
 //! the CLI round-trip commands; then `SENTINEL FAILOVER` promotes the replica while
 //! commands flow, and the worker and the CLI follow the new primary without losing any
-//! command that was accepted.
+//! command that was accepted. A crashed primary is replaced by the promoted replica the
+//! same way.
 
 mod support;
 
@@ -114,6 +115,31 @@ async fn worker_and_cli_follow_a_sentinel_failover_without_losing_commands() {
         &["exists", &format!("deploy:result:{id}")],
     );
     assert_eq!(stored, "1", "the result is on the new primary");
+}
+
+#[test]
+fn after_the_primary_crashes_the_worker_and_cli_use_the_promoted_replica() {
+    let mut setup = SentinelSetup::start();
+    let bus = Panebus::new(&setup.url());
+    let logs = tempfile::tempdir().unwrap();
+    let _worker: ChildGuard = bus.worker("%2", &logs.path().join("worker.log"));
+    let result = bus.json(&["dispatch", "%2", "ping", "--wait", "--wait-timeout", "30"]);
+    assert_eq!(result["ok"], true, "{result}");
+
+    setup.kill_primary();
+    wait_for("the sentinel to promote the replica", 30, || {
+        setup.current_primary() == setup.replica_port
+    });
+    let result = bus.json(&["dispatch", "%2", "ping", "--wait", "--wait-timeout", "30"]);
+    assert_eq!(result["ok"], true, "{result}");
+    let id = result["command_id"].as_str().unwrap();
+    assert_eq!(
+        cli(
+            setup.replica_port,
+            &["exists", &format!("deploy:result:{id}")]
+        ),
+        "1"
+    );
 }
 
 #[test]

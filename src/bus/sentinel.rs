@@ -23,6 +23,8 @@ use super::connection::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 
 /// How long a request keeps trying to find a writable primary before it fails.
 const FAILOVER_PATIENCE: Duration = Duration::from_secs(5);
+/// How long connecting keeps asking the sentinels for a valid primary.
+const CONNECT_PATIENCE: Duration = Duration::from_millis(2500);
 /// Pause between two attempts to resolve the primary.
 const RESOLVE_PAUSE: Duration = Duration::from_millis(200);
 
@@ -58,7 +60,9 @@ enum Outcome<T> {
 }
 
 impl SentinelPrimary {
-    /// Resolves the primary now, so a wrong URL or unreachable sentinels fail at once.
+    /// Resolves the primary now, so a wrong URL or unreachable sentinels fail within
+    /// [`CONNECT_PATIENCE`]. Failures are retried until then: right after a failover the
+    /// sentinels may name no valid primary for a moment.
     pub async fn connect(sentinel: SentinelClient, db: i64) -> RedisResult<SentinelPrimary> {
         let primary = SentinelPrimary {
             inner: Arc::new(Inner {
@@ -67,8 +71,17 @@ impl SentinelPrimary {
                 db,
             }),
         };
-        primary.current().await?;
-        Ok(primary)
+        let deadline = Instant::now() + CONNECT_PATIENCE;
+        loop {
+            match primary.current().await {
+                Ok(_) => return Ok(primary),
+                Err(e) if Instant::now() + RESOLVE_PAUSE < deadline => {
+                    tracing::debug!(error = %e, "no primary yet; asking the sentinels again");
+                    tokio::time::sleep(RESOLVE_PAUSE).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A client for the primary the sentinels name right now (checked to be a master).

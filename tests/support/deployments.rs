@@ -604,6 +604,13 @@ impl SentinelSetup {
         )
     }
 
+    /// Kills the first primary (SIGKILL), as a crash would.
+    pub fn kill_primary(&mut self) {
+        let primary = &mut self._servers[0].0;
+        let _ = primary.kill();
+        let _ = primary.wait();
+    }
+
     /// The port the sentinel names as primary now.
     pub fn current_primary(&self) -> u16 {
         cli(
