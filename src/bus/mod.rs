@@ -6,6 +6,7 @@
 //! take, ack, requeue), [`results`], [`registry`] (worker records and heartbeats), [`dlq`]
 //! and [`events`]. `docs/PROTOCOL.md` describes the same data model for other languages.
 
+pub mod acl;
 pub mod connection;
 pub mod dlq;
 pub mod error;
