@@ -555,3 +555,287 @@ async fn unblock_ends_a_parked_take_without_losing_commands() {
     assert_eq!(bus.processing_len(w).await.unwrap(), 0);
     drop(blocking);
 }
+
+/// A redis-server in cluster mode owning every slot: it refuses (CROSSSLOT) any command,
+/// script or MULTI whose keys are in more than one slot, as a real cluster does.
+async fn cluster_node() -> RedisServer {
+    let redis = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let mut conn = redis.conn();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("ADDSLOTSRANGE")
+        .arg(0)
+        .arg(panebus::bus::slots::SLOTS - 1)
+        .query(&mut conn)
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
+        if info.contains("cluster_state:ok") {
+            return redis;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cluster node not ready: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_script_and_multi_key_step_stays_in_one_cluster_slot() {
+    let redis = cluster_node().await;
+    // The node really refuses keys of two slots.
+    let err = redis::cmd("DEL")
+        .arg("t:dlq")
+        .arg("t:dlq:entries")
+        .query::<i64>(&mut redis.conn())
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot),
+        "{err}"
+    );
+
+    let bus = bus(&redis).await;
+    let w = "testnode/%1";
+    let old = registered(&bus, w, "worker").await;
+    assert_eq!(
+        bus.heartbeat(w, old.generation, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        HeartbeatStatus::Alive
+    );
+    bus.set_state(w, WorkerState::Busy, Some("x"))
+        .await
+        .unwrap();
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    let mut exhausted = ping();
+    exhausted.max_attempts = 1;
+    let done = ping();
+    for cmd in [&ping(), &exhausted, &done, &ping()] {
+        bus.enqueue(w, cmd, false).await.unwrap();
+    }
+    // ack
+    let first = bus
+        .take(&mut blocking, w, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(bus.ack(w, &first.raw, old.generation).await.unwrap());
+    // requeue: one requeued, one exhausted (to the DLQ), one finished (result stored).
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        let d = bus
+            .take(&mut blocking, w, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+        taken.push(d.command.unwrap().id);
+    }
+    assert_eq!(taken[..2], [exhausted.id.clone(), done.id.clone()]);
+    bus.store_result(&CommandResult {
+        command_id: done.id.clone(),
+        worker: w.into(),
+        ok: true,
+        result: Some(json!({})),
+        error: None,
+        started_ms: 1,
+        finished_ms: 2,
+        attempt: 1,
+    })
+    .await
+    .unwrap();
+    let _: () = redis::cmd("LPUSH")
+        .arg(bus.keys().processing(w))
+        .arg("{poison")
+        .query(&mut redis.conn())
+        .unwrap();
+    let outcome = bus.requeue_unacked(w, old.generation).await.unwrap();
+    assert_eq!(
+        (outcome.requeued, outcome.dead_lettered, outcome.finished),
+        (1, 2, 1),
+        "{outcome:?}"
+    );
+    assert_eq!(bus.queue_depth(w).await.unwrap(), 1);
+    assert_eq!(bus.dlq_len().await.unwrap(), 2);
+    let gen = outcome.generation;
+    // return to queue, dead letter (poison on the hot path)
+    let taken = bus
+        .take(&mut blocking, w, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(bus.return_to_queue(w, &taken.raw).await.unwrap());
+    let _: () = redis::cmd("LPUSH")
+        .arg(bus.keys().processing(w))
+        .arg("not json")
+        .query(&mut redis.conn())
+        .unwrap();
+    let entry = DlqEntry {
+        id: panebus::schema::new_id(),
+        command: DlqCommand::Raw("not json".into()),
+        error: "poison".into(),
+        worker: w.into(),
+        ts_ms: now_ms(),
+        reason: DlqReason::Poison,
+    };
+    assert!(bus.dead_letter(w, "not json", gen, &entry).await.unwrap());
+    assert_eq!(bus.dlq_len().await.unwrap(), 3);
+    // DLQ retry, remove and purge; events; the listing of workers.
+    let exhausted_entry = bus.dlq_show(&exhausted.id).await.unwrap();
+    bus.dlq_retry(&exhausted_entry.id, None).await.unwrap();
+    assert!(bus.dlq_remove(&entry.id).await.unwrap());
+    bus.emit(&Event::new(EventKind::WorkerStarted, w, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(bus.list_workers().await.unwrap().len(), 1);
+    assert_eq!(bus.dlq_purge().await.unwrap(), 1);
+    assert!(bus.deregister(w, "worker", gen).await.unwrap());
+    assert!(bus.worker_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn requeue_drops_finished_commands_and_dlq_retry_runs_them_again() {
+    let redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let w = "testnode/%1";
+    let old = registered(&bus, w, "worker").await;
+    let cmd = Command::new("echo", json!({}), "test");
+    bus.enqueue(w, &cmd, false).await.unwrap();
+    let mut blocking = bus.blocking_connection().await.unwrap();
+    bus.take(&mut blocking, w, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    // The worker failed it: DLQ entry, then result; it died before the ack.
+    let entry = DlqEntry {
+        id: panebus::schema::new_id(),
+        command: DlqCommand::Parsed(Box::new(cmd.clone())),
+        error: "boom".into(),
+        worker: w.into(),
+        ts_ms: now_ms(),
+        reason: DlqReason::Failed,
+    };
+    bus.dlq_push(&entry).await.unwrap();
+    let failed = CommandResult {
+        command_id: cmd.id.clone(),
+        worker: w.into(),
+        ok: false,
+        result: None,
+        error: Some("boom".into()),
+        started_ms: 1,
+        finished_ms: 2,
+        attempt: 1,
+    };
+    bus.store_result(&failed).await.unwrap();
+    // Not requeued: it ran to the end and its failure is in the DLQ already.
+    let outcome = bus.requeue_unacked(w, old.generation).await.unwrap();
+    assert_eq!(
+        (outcome.requeued, outcome.dead_lettered, outcome.finished),
+        (0, 0, 1)
+    );
+    assert_eq!(bus.queue_depth(w).await.unwrap(), 0);
+    assert_eq!(bus.processing_len(w).await.unwrap(), 0);
+    assert_eq!(bus.dlq_len().await.unwrap(), 1);
+
+    // A result of an earlier attempt does not count as finished.
+    let mut later = cmd.clone();
+    later.attempt = 2;
+    bus.enqueue(w, &later, false).await.unwrap();
+    bus.take(&mut blocking, w, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = bus.requeue_unacked(w, outcome.generation).await.unwrap();
+    assert_eq!((outcome.requeued, outcome.finished), (1, 0));
+    let _: i64 = redis::cmd("DEL")
+        .arg(bus.keys().queue(w))
+        .query(&mut redis.conn())
+        .unwrap();
+
+    // Retried from the DLQ (attempt 1 again): the old result is gone, so a crash of the
+    // retried run requeues it instead of taking it for finished.
+    bus.dlq_retry(&entry.id, None).await.unwrap();
+    assert_eq!(bus.result(&cmd.id).await.unwrap(), None);
+    bus.take(&mut blocking, w, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = bus.requeue_unacked(w, outcome.generation).await.unwrap();
+    assert_eq!((outcome.requeued, outcome.finished), (1, 0));
+}
+
+#[tokio::test]
+async fn dead_letters_left_by_a_crash_reach_the_dlq_once() {
+    let redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let w = "testnode/%1";
+    let me = registered(&bus, w, "worker").await;
+    let entry = DlqEntry {
+        id: panebus::schema::new_id(),
+        command: DlqCommand::Raw("{half".into()),
+        error: "poison".into(),
+        worker: w.into(),
+        ts_ms: now_ms(),
+        reason: DlqReason::Poison,
+    };
+    let json = serde_json::to_string(&entry).unwrap();
+    // A crash after the DLQ write but before the dead letter was removed: both exist.
+    bus.dlq_push(&entry).await.unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg(bus.keys().dead_letters(w))
+        .arg(&json)
+        .query(&mut redis.conn())
+        .unwrap();
+    // The next start-up flushes it again: same entry id, listed once.
+    bus.recover_unacked(w, me.generation).await.unwrap();
+    assert_eq!(bus.dlq_len().await.unwrap(), 1);
+    assert_eq!(bus.dlq_show(&entry.id).await.unwrap(), entry);
+    assert_eq!(bus.flush_dead_letters(w).await.unwrap(), 0);
+    // Something that is not a DLQ entry in the list is reported, not dropped.
+    let _: () = redis::cmd("RPUSH")
+        .arg(bus.keys().dead_letters(w))
+        .arg("garbage")
+        .query(&mut redis.conn())
+        .unwrap();
+    let err = bus.flush_dead_letters(w).await.unwrap_err();
+    assert!(err.to_string().contains("not a DLQ entry"), "{err}");
+    let left: i64 = redis::cmd("LLEN")
+        .arg(bus.keys().dead_letters(w))
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(left, 1);
+}
+
+#[tokio::test]
+async fn a_batch_sent_in_stages_keeps_reply_order_and_stops_at_a_failed_stage() {
+    use panebus::bus::slots::Batch;
+    let redis = RedisServer::start();
+    let mut conn = bus(&redis).await.connection();
+    let mut batch = Batch::new();
+    batch
+        .add(redis::cmd("SET").arg("t:{a}:x").arg("1").to_owned())
+        .add_ignored(redis::cmd("SET").arg("t:{b}:y").arg("2").to_owned())
+        .then()
+        .add(redis::cmd("GET").arg("t:{b}:y").to_owned())
+        .add(redis::cmd("GET").arg("t:{a}:x").to_owned());
+    let staged = batch.query_in_stages(&mut conn).await.unwrap();
+    let whole = batch.query(&mut conn).await.unwrap();
+    assert_eq!(staged, whole);
+    let texts: Vec<String> = redis::from_redis_value(redis::Value::Array(staged)).unwrap();
+    assert_eq!(texts, ["OK", "2", "1"]);
+
+    // A stage that fails (a list command on a string) stops the later stages.
+    let mut batch = Batch::new();
+    batch
+        .add(redis::cmd("LPUSH").arg("t:{a}:x").arg("v").to_owned())
+        .then()
+        .add(redis::cmd("SET").arg("t:{b}:after").arg("1").to_owned());
+    assert!(batch.query_in_stages(&mut conn).await.is_err());
+    let after: Option<String> = redis::cmd("GET")
+        .arg("t:{b}:after")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(after, None);
+}

@@ -734,3 +734,54 @@ async fn a_worker_in_a_tmux_pane_registers_under_its_pane_id() {
         BusError::UnknownWorker { .. }
     ));
 }
+
+/// A redis-server in cluster mode owning every slot: it refuses any command, script or
+/// MULTI whose keys are in more than one slot, as a real cluster does.
+async fn cluster_node() -> RedisServer {
+    let redis = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let mut conn = redis.conn();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("ADDSLOTSRANGE")
+        .arg(0)
+        .arg(panebus::bus::slots::SLOTS - 1)
+        .query(&mut conn)
+        .unwrap();
+    wait_until("the cluster node owns every slot", || {
+        let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
+        async move { info.contains("cluster_state:ok") }
+    })
+    .await;
+    redis
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_success_failure_and_poison_on_a_cluster_node() {
+    let redis = cluster_node().await;
+    let config = config(&redis);
+    let bus = Bus::connect(&config).await.unwrap();
+    let (id, tokens, task) = spawn_worker(&config, "%1", "worker");
+    wait_registered(&bus, &id).await;
+
+    let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
+    assert!(r.ok, "{r:?}");
+    let r = dispatch(&bus, &id, &Command::new("reverse", json!({}), "test")).await;
+    assert!(!r.ok);
+    let _: () = redis::cmd("LPUSH")
+        .arg(bus.keys().queue(&id))
+        .arg("not a command")
+        .query(&mut redis.conn())
+        .unwrap();
+    wait_until("the failure and the poison are dead-lettered", || async {
+        bus.dlq_len().await.unwrap() == 2
+    })
+    .await;
+    let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
+    assert!(r.ok);
+    wait_until("the command is acked", || async {
+        bus.processing_len(&id).await.unwrap() == 0
+    })
+    .await;
+    tokens.stop.cancel();
+    assert_eq!(task.await.unwrap().unwrap(), WorkerExit::Stopped);
+    assert!(!bus.is_registered(&id).await.unwrap());
+}

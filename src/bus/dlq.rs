@@ -2,13 +2,21 @@
 //! commands, or were delivered too often. A list of entry ids (newest first) plus a hash
 //! from entry id to entry JSON, so entries can be listed in order and looked up by id.
 //!
-//! Retrying an entry queues its command again (attempt reset to 1, same command id) and
-//! then removes the entry; if the process dies between the two steps the entry stays, so
-//! nothing is lost (at worst it is retried twice).
+//! Both keys carry the hash tag `{dlq}` (one cluster slot), so adding an entry is one
+//! atomic, idempotent script. Entries decided inside a worker's slot (requeue, poison) wait
+//! in the worker's dead-letter list until [`Bus::flush_dead_letters`] has written them here.
+//!
+//! Retrying an entry deletes the command's stored result (so a crash of the retried run is
+//! not mistaken for a finished one), queues the command again (attempt reset to 1, same
+//! command id) and then removes the entry; if the process dies between the steps the entry
+//! stays, so nothing is lost (at worst it is retried twice).
 
+use serde::Deserialize;
 use serde_json::json;
 
+use super::slots::Batch;
 use super::{eval, Bus, BusError};
+use crate::schema::{Command, DlqCommand, DlqEntry, Event, EventKind};
 
 /// KEYS: dlq, dlq entries. ARGV: entry id, entry JSON. Adds the entry unless it exists.
 const PUSH: &str = r"
@@ -17,7 +25,6 @@ if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 1 then
 end
 return 1
 ";
-use crate::schema::{Command, DlqCommand, DlqEntry, Event, EventKind};
 
 /// Result of retrying one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,21 +48,63 @@ fn parse_entry(json: &str) -> Result<DlqEntry, BusError> {
 }
 
 impl Bus {
-    /// The command adding `entry` to the DLQ, for use in a pipeline. Idempotent: pushing
-    /// the same entry twice (a retried pipeline) lists it once.
-    pub(crate) fn dlq_push_cmds(&self, entry: &DlqEntry, pipe: &mut redis::Pipeline) {
+    /// The command adding `entry` to the DLQ, for use in a batch. Idempotent: pushing
+    /// the same entry twice (a retried batch) lists it once.
+    pub(crate) fn dlq_push_cmd(&self, entry: &DlqEntry) -> redis::Cmd {
         let json = serde_json::to_string(entry).expect("DLQ entries serialize");
+        self.dlq_push_json_cmd(&entry.id, json)
+    }
+
+    fn dlq_push_json_cmd(&self, entry_id: &str, json: String) -> redis::Cmd {
         let keys = [self.keys.dlq(), self.keys.dlq_entries()];
-        pipe.add_command(eval(PUSH, &keys, &[entry.id.clone(), json]))
-            .ignore();
+        eval(PUSH, &keys, &[entry_id.to_string(), json])
     }
 
     /// Adds `entry` to the DLQ.
     pub async fn dlq_push(&self, entry: &DlqEntry) -> Result<(), BusError> {
-        let mut pipe = redis::pipe();
-        self.dlq_push_cmds(entry, &mut pipe);
-        let () = pipe.query_async(&mut self.conn.clone()).await?;
+        let _: i64 = self
+            .dlq_push_cmd(entry)
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(())
+    }
+
+    /// Writes the entries waiting in `worker`'s dead-letter list to the DLQ, then removes
+    /// them from that list (two ordered stages: a crash in between writes them again under
+    /// the same entry ids, which the DLQ ignores). Returns how many were written.
+    pub async fn flush_dead_letters(&self, worker: &str) -> Result<usize, BusError> {
+        #[derive(Deserialize)]
+        struct EntryId {
+            id: String,
+        }
+        let key = self.keys.dead_letters(worker);
+        let mut conn = self.conn.clone();
+        let waiting: Vec<String> = redis::cmd("LRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = Batch::new();
+        for json in &waiting {
+            let id = serde_json::from_str::<EntryId>(json)
+                .map(|e| e.id)
+                .map_err(|e| {
+                    BusError::InvalidPayload(format!(
+                        "dead letter of {worker} is not a DLQ entry ({e}); inspect it with `redis-cli LRANGE {key} 0 -1`"
+                    ))
+                })?;
+            batch.add_ignored(self.dlq_push_json_cmd(&id, json.clone()));
+        }
+        batch.then();
+        for json in &waiting {
+            batch.add_ignored(redis::cmd("LREM").arg(&key).arg(1).arg(json).to_owned());
+        }
+        batch.query(&mut conn).await?;
+        Ok(waiting.len())
     }
 
     /// Number of DLQ entries.
@@ -152,6 +201,10 @@ impl Bus {
         };
         command.attempt = 1;
         let worker = target.unwrap_or(&entry.worker).to_string();
+        if !self.is_registered(&worker).await? {
+            return Err(BusError::UnknownWorker { worker });
+        }
+        self.delete_result(&command.id).await?;
         self.enqueue(&worker, &command, false).await?;
         self.dlq_remove(&entry.id).await?;
         let event = Event::new(

@@ -3,7 +3,8 @@
 //! Every key starts with `<namespace>:`, so an ACL pattern `~<namespace>:*` covers one bus
 //! and several buses share one Redis. The keys of one worker carry the hash tag
 //! `{<worker id>}`, so the multi-key atomic steps on them (BLMOVE queue → processing, the
-//! Lua scripts in `queue.rs`) stay in one slot on Redis Cluster. `docs/PROTOCOL.md` lists
+//! Lua scripts in `queue.rs`) stay in one slot on Redis Cluster; so do the two DLQ keys
+//! (hash tag `{dlq}`). `docs/PROTOCOL.md` lists
 //! the type, contents and lifetime of each key.
 
 /// Builds the keys of one namespace.
@@ -54,6 +55,13 @@ impl Keys {
         self.worker_key(worker, "generation")
     }
 
+    /// List: DLQ entries (JSON) taken out of `worker`'s processing list and not yet written
+    /// to the DLQ. Written in the same atomic step that removes them from `processing`, so
+    /// a crash before the DLQ write loses nothing and a repeated write keeps the entry id.
+    pub fn dead_letters(&self, worker: &str) -> String {
+        self.worker_key(worker, "dead")
+    }
+
     /// Sorted set: restart history of `worker` (score = ms, member = entry JSON), kept by the
     /// coordinator.
     pub fn restarts(&self, worker: &str) -> String {
@@ -81,14 +89,15 @@ impl Keys {
         format!("{}:result:{}", self.ns, command_id)
     }
 
-    /// List: DLQ entry ids, newest first.
+    /// List: DLQ entry ids, newest first. Hash tag `{dlq}` shared with [`Keys::dlq_entries`]
+    /// so the script adding an entry to both stays in one cluster slot.
     pub fn dlq(&self) -> String {
-        format!("{}:dlq", self.ns)
+        format!("{}:{{dlq}}", self.ns)
     }
 
     /// Hash: DLQ entry id → entry JSON.
     pub fn dlq_entries(&self) -> String {
-        format!("{}:dlq:entries", self.ns)
+        format!("{}:{{dlq}}:entries", self.ns)
     }
 
     /// Stream: the bus's events.
@@ -181,6 +190,7 @@ mod tests {
             k.generation(w),
             k.restarts(w),
             k.quarantine(w),
+            k.dead_letters(w),
         ] {
             assert!(key.starts_with("pb:{devbox/%3}:"), "{key}");
         }
@@ -193,8 +203,8 @@ mod tests {
         assert_eq!(k.workers(), "pb:workers");
         assert_eq!(k.role("reviewer"), "pb:role:reviewer");
         assert_eq!(k.result("01J"), "pb:result:01J");
-        assert_eq!(k.dlq(), "pb:dlq");
-        assert_eq!(k.dlq_entries(), "pb:dlq:entries");
+        assert_eq!(k.dlq(), "pb:{dlq}");
+        assert_eq!(k.dlq_entries(), "pb:{dlq}:entries");
         assert_eq!(k.events(), "pb:events");
         assert_eq!(k.lease("devbox", "main"), "pb:lease:{devbox/main}");
         assert_eq!(

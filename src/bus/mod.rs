@@ -4,7 +4,8 @@
 //! and limits of one namespace). Its operations live in one file per concept: [`keys`]
 //! (layout), [`connection`] (connections, blocking and unblocking), [`queue`] (enqueue,
 //! take, ack, requeue), [`results`], [`registry`] (worker records and heartbeats), [`dlq`]
-//! and [`events`]. `docs/PROTOCOL.md` describes the same data model for other languages.
+//! and [`events`]; [`slots`] keeps work spanning several cluster slots ordered and
+//! pipelined. `docs/PROTOCOL.md` describes the same data model for other languages.
 
 pub mod acl;
 pub mod connection;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod queue;
 pub mod registry;
 pub mod results;
+pub mod slots;
 
 use std::time::Duration;
 

@@ -5,16 +5,20 @@
 //! right end of `queue` onto `processing` (on its dedicated connection), runs it, stores the
 //! result and then acks by LREM from `processing`. Whatever is left in `processing` was taken
 //! by an incarnation that did not finish it: [`Bus::requeue_unacked`] puts it back (with
-//! attempt raised by one, or into the DLQ past `max_attempts`), but only while the worker's generation is the
-//! one the caller expects, and it bumps the generation, which fences the old incarnation: its
-//! acks and heartbeats are refused from then on.
+//! attempt raised by one, or into the DLQ past `max_attempts`; a command whose result is
+//! already stored is dropped, not run again), but only while the worker's generation is
+//! the one the caller expects, and it bumps the generation, which fences the old
+//! incarnation: its acks and heartbeats are refused from then on. Every script touches the
+//! keys of one worker only (one cluster slot); dead letters leave the worker's slot through
+//! its dead-letter list, so a crash between the two slots loses nothing.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::slots::Batch;
 use super::{eval, BlockingConnection, Bus, BusError};
-use crate::schema::{new_id, now_ms, Command, DlqCommand, DlqEntry, DlqReason};
+use crate::schema::{new_id, now_ms, Command, CommandResult, DlqCommand, DlqEntry, DlqReason};
 
 /// KEYS: queue, info. ARGV: command JSON, max depth, force (`1`/`0`).
 /// Returns `{status, depth}`: status 1 = queued (depth after the push), -1 = full, -2 = no
@@ -63,13 +67,31 @@ end
 return removed
 ";
 
-/// KEYS: processing, queue, generation, dlq, dlq entries.
+/// KEYS: processing, generation, dead letters. ARGV: raw element, the worker's generation,
+/// DLQ entry JSON. Moves one taken element out of `processing` into the worker's dead
+/// letters (from where [`Bus::flush_dead_letters`] writes it to the DLQ), fenced like
+/// `ACK`. Returns `{moved 0/1, generation}` or `{-1, generation}` when fenced.
+const DEAD_LETTER: &str = r"
+local current = redis.call('GET', KEYS[2])
+if current and tonumber(current) ~= tonumber(ARGV[2]) then
+  return {-1, tonumber(current)}
+end
+local removed = redis.call('LREM', KEYS[1], 1, ARGV[1])
+if removed == 1 then
+  redis.call('RPUSH', KEYS[3], ARGV[3])
+end
+return {removed, tonumber(ARGV[2])}
+";
+
+/// KEYS: processing, queue, generation, dead letters (all in the worker's slot).
 /// ARGV: expected generation, bump (`1`/`0`), n, then per processing element (in LRANGE
-/// order, newest first) four values: the element as read, `q` or `d`, the new queue element
-/// or DLQ entry JSON, the DLQ entry id (empty for `q`).
+/// order, newest first) three values: the element as read; `q` (requeue), `d`
+/// (dead-letter) or `x` (already finished: its result is stored, drop it); the new queue
+/// element (`q`) or DLQ entry JSON (`d`), else empty.
 /// A compare-and-swap: the caller computed the new elements from an LRANGE; if the
 /// generation or the list changed since, nothing is done (`{-1, gen}` / `{-2, gen}`).
-/// Returns `{requeued, dead_lettered, generation}`.
+/// Dead letters go to the worker's dead-letter list, oldest first; the caller then writes
+/// them to the DLQ (another slot). Returns `{requeued, dead_lettered, finished, generation}`.
 const REQUEUE: &str = r"
 local gen = tonumber(redis.call('GET', KEYS[3]) or '0')
 if gen ~= tonumber(ARGV[1]) then
@@ -81,27 +103,32 @@ if #current ~= n then
   return {-2, gen}
 end
 for i = 1, n do
-  if current[i] ~= ARGV[4 + (i - 1) * 4] then
+  if current[i] ~= ARGV[4 + (i - 1) * 3] then
     return {-2, gen}
   end
 end
 if ARGV[2] == '1' then
   gen = redis.call('INCR', KEYS[3])
 end
-local requeued, dead = 0, 0
+local requeued, dead, finished = 0, 0, 0
 for i = 1, n do
-  local base = 4 + (i - 1) * 4
+  local base = 4 + (i - 1) * 3
   if ARGV[base + 1] == 'q' then
     redis.call('RPUSH', KEYS[2], ARGV[base + 2])
     requeued = requeued + 1
-  else
-    redis.call('LPUSH', KEYS[4], ARGV[base + 3])
-    redis.call('HSET', KEYS[5], ARGV[base + 3], ARGV[base + 2])
+  end
+end
+for i = n, 1, -1 do
+  local base = 4 + (i - 1) * 3
+  if ARGV[base + 1] == 'd' then
+    redis.call('RPUSH', KEYS[4], ARGV[base + 2])
     dead = dead + 1
+  elseif ARGV[base + 1] == 'x' then
+    finished = finished + 1
   end
 end
 redis.call('DEL', KEYS[1])
-return {requeued, dead, gen}
+return {requeued, dead, finished, gen}
 ";
 
 /// One element taken from a queue: the exact stored text (needed to ack it) and the
@@ -129,6 +156,9 @@ pub struct RequeueOutcome {
     pub requeued: usize,
     /// Commands moved to the DLQ (attempts exhausted, or not valid commands).
     pub dead_lettered: usize,
+    /// Commands dropped because their result was already stored (the incarnation died
+    /// between storing the result and the ack): they are not run again.
+    pub finished: usize,
     /// The worker's generation afterwards.
     pub generation: u64,
 }
@@ -329,8 +359,7 @@ impl Bus {
             self.keys.processing(worker),
             self.keys.queue(worker),
             self.keys.generation(worker),
-            self.keys.dlq(),
-            self.keys.dlq_entries(),
+            self.keys.dead_letters(worker),
         ];
         // The list can change between the read and the script (a live worker acking); the
         // script refuses then and we read again.
@@ -341,18 +370,24 @@ impl Bus {
                 .arg(-1)
                 .query_async(&mut self.conn.clone())
                 .await?;
+            let deliveries: Vec<Delivery> = current.into_iter().map(Delivery::parse).collect();
+            let finished = self.finished_commands(&deliveries).await?;
             let mut args = vec![
                 generation.to_string(),
                 if bump { "1" } else { "0" }.to_string(),
-                current.len().to_string(),
+                deliveries.len().to_string(),
             ];
-            for raw in &current {
-                args.push(raw.clone());
-                match self.redelivery(worker, raw) {
-                    Ok(next) => args.extend(["q".to_string(), next, String::new()]),
+            for (delivery, finished) in deliveries.iter().zip(finished) {
+                args.push(delivery.raw.clone());
+                if finished {
+                    args.extend(["x".to_string(), String::new()]);
+                    continue;
+                }
+                match self.redelivery(worker, delivery) {
+                    Ok(next) => args.extend(["q".to_string(), next]),
                     Err(entry) => {
                         let json = serde_json::to_string(&entry).expect("DLQ entries serialize");
-                        args.extend(["d".to_string(), json, entry.id]);
+                        args.extend(["d".to_string(), json]);
                     }
                 }
             }
@@ -368,12 +403,14 @@ impl Bus {
                     })
                 }
                 [-2, _] => continue,
-                [requeued, dead, gen] => {
+                [requeued, dead, finished, gen] => {
+                    self.flush_dead_letters(worker).await?;
                     return Ok(RequeueOutcome {
                         requeued: *requeued as usize,
                         dead_lettered: *dead as usize,
+                        finished: *finished as usize,
                         generation: *gen as u64,
-                    })
+                    });
                 }
                 other => {
                     return Err(BusError::InvalidPayload(format!(
@@ -388,8 +425,42 @@ impl Bus {
         })
     }
 
-    /// The next delivery of `raw` (attempt + 1), or the DLQ entry it becomes.
-    fn redelivery(&self, worker: &str, raw: &str) -> Result<String, DlqEntry> {
+    /// For each delivery, whether its command already has a result from this attempt or a
+    /// later one: it ran to the end (a failed run's DLQ entry is written before its result)
+    /// and only the ack is missing, so requeueing it would run it again.
+    async fn finished_commands(&self, deliveries: &[Delivery]) -> Result<Vec<bool>, BusError> {
+        let mut batch = Batch::new();
+        for cmd in deliveries.iter().filter_map(|d| d.command.as_ref().ok()) {
+            batch.add(
+                redis::cmd("LINDEX")
+                    .arg(self.keys.result(&cmd.id))
+                    .arg(0)
+                    .to_owned(),
+            );
+        }
+        let mut stored = batch.query(&mut self.conn.clone()).await?.into_iter();
+        let mut out = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let Ok(cmd) = &delivery.command else {
+                out.push(false);
+                continue;
+            };
+            let json: Option<String> = stored
+                .next()
+                .map(redis::from_redis_value)
+                .transpose()
+                .map_err(redis::RedisError::from)?
+                .flatten();
+            let finished = json
+                .and_then(|j| serde_json::from_str::<CommandResult>(&j).ok())
+                .is_some_and(|r| r.command_id == cmd.id && r.attempt >= cmd.attempt);
+            out.push(finished);
+        }
+        Ok(out)
+    }
+
+    /// The next delivery of a taken element (attempt + 1), or the DLQ entry it becomes.
+    fn redelivery(&self, worker: &str, delivery: &Delivery) -> Result<String, DlqEntry> {
         let dead = |command: DlqCommand, error: String, reason: DlqReason| DlqEntry {
             id: new_id(),
             command,
@@ -398,8 +469,9 @@ impl Bus {
             ts_ms: now_ms(),
             reason,
         };
-        match Delivery::parse(raw.to_string()).command {
-            Ok(mut cmd) => {
+        match &delivery.command {
+            Ok(cmd) => {
+                let mut cmd = cmd.clone();
                 cmd.attempt += 1;
                 if cmd.attempt > cmd.max_attempts {
                     let error = format!(
@@ -417,11 +489,40 @@ impl Bus {
                 }
             }
             Err(reason) => Err(dead(
-                DlqCommand::Raw(raw.to_string()),
-                reason,
+                DlqCommand::Raw(delivery.raw.clone()),
+                reason.clone(),
                 DlqReason::Poison,
             )),
         }
+    }
+
+    /// Moves a taken element that must not run (not a valid command) out of the processing
+    /// list into the DLQ as `entry`: first, atomically in the worker's slot, from
+    /// `processing` to the worker's dead letters (fenced by `generation`), then from there
+    /// to the DLQ. Returns whether the element was still in the processing list.
+    pub async fn dead_letter(
+        &self,
+        worker: &str,
+        raw: &str,
+        generation: u64,
+        entry: &DlqEntry,
+    ) -> Result<bool, BusError> {
+        let json = serde_json::to_string(entry).expect("DLQ entries serialize");
+        let keys = [
+            self.keys.processing(worker),
+            self.keys.generation(worker),
+            self.keys.dead_letters(worker),
+        ];
+        let reply: (i64, u64) = eval(
+            DEAD_LETTER,
+            &keys,
+            &[raw.to_string(), generation.to_string(), json],
+        )
+        .query_async(&mut self.conn.clone())
+        .await?;
+        let moved = Bus::ack_reply(worker, generation, reply)?;
+        self.flush_dead_letters(worker).await?;
+        Ok(moved)
     }
 
     /// Number of commands waiting in `worker`'s queue.

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::slots::Batch;
 use super::{eval, Bus, BusError};
 use crate::schema::{WorkerInfo, WorkerState};
 
@@ -126,22 +127,29 @@ impl Bus {
                 actual: generation,
             });
         }
-        let mut pipe = redis::pipe();
-        pipe.cmd("SADD")
-            .arg(self.keys.workers())
-            .arg(&info.id)
-            .ignore();
-        pipe.cmd("SADD")
-            .arg(self.keys.role(&info.role))
-            .arg(&info.id)
-            .ignore();
-        if !previous_role.is_empty() && previous_role != info.role {
-            pipe.cmd("SREM")
-                .arg(self.keys.role(&previous_role))
+        // The sets are in other slots than the worker's keys: separate commands.
+        let mut batch = Batch::new();
+        batch.add_ignored(
+            redis::cmd("SADD")
+                .arg(self.keys.workers())
                 .arg(&info.id)
-                .ignore();
+                .to_owned(),
+        );
+        batch.add_ignored(
+            redis::cmd("SADD")
+                .arg(self.keys.role(&info.role))
+                .arg(&info.id)
+                .to_owned(),
+        );
+        if !previous_role.is_empty() && previous_role != info.role {
+            batch.add_ignored(
+                redis::cmd("SREM")
+                    .arg(self.keys.role(&previous_role))
+                    .arg(&info.id)
+                    .to_owned(),
+            );
         }
-        let () = pipe.query_async(&mut conn).await?;
+        batch.query(&mut conn).await?;
         Ok(generation)
     }
 
@@ -164,17 +172,20 @@ impl Bus {
             .query_async(&mut conn)
             .await?;
         if deleted == 1 {
-            let () = redis::pipe()
-                .cmd("SREM")
-                .arg(self.keys.workers())
-                .arg(worker)
-                .ignore()
-                .cmd("SREM")
-                .arg(self.keys.role(role))
-                .arg(worker)
-                .ignore()
-                .query_async(&mut conn)
-                .await?;
+            let mut batch = Batch::new();
+            batch.add_ignored(
+                redis::cmd("SREM")
+                    .arg(self.keys.workers())
+                    .arg(worker)
+                    .to_owned(),
+            );
+            batch.add_ignored(
+                redis::cmd("SREM")
+                    .arg(self.keys.role(role))
+                    .arg(worker)
+                    .to_owned(),
+            );
+            batch.query(&mut conn).await?;
         }
         Ok(deleted == 1)
     }
@@ -258,20 +269,21 @@ impl Bus {
     }
 
     /// Every registered worker with its record, liveness and queue lengths (one pipelined
-    /// round trip for all workers).
+    /// round trip for all workers on a single server; one per slot, in parallel, on a
+    /// cluster).
     pub async fn list_workers(&self) -> Result<Vec<WorkerStatus>, BusError> {
         let ids = self.worker_ids().await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for id in &ids {
-            pipe.cmd("HGETALL").arg(self.keys.info(id));
-            pipe.cmd("PTTL").arg(self.keys.heartbeat(id));
-            pipe.cmd("LLEN").arg(self.keys.queue(id));
-            pipe.cmd("LLEN").arg(self.keys.processing(id));
+            batch.add(redis::cmd("HGETALL").arg(self.keys.info(id)).to_owned());
+            batch.add(redis::cmd("PTTL").arg(self.keys.heartbeat(id)).to_owned());
+            batch.add(redis::cmd("LLEN").arg(self.keys.queue(id)).to_owned());
+            batch.add(redis::cmd("LLEN").arg(self.keys.processing(id)).to_owned());
         }
-        let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        let replies = batch.query(&mut self.conn.clone()).await?;
         let mut out = Vec::with_capacity(ids.len());
         for (id, chunk) in ids.into_iter().zip(replies.chunks(4)) {
             let fields: HashMap<String, String> =

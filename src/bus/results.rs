@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use super::slots::Batch;
 use super::{BlockingConnection, Bus, BusError};
 use crate::schema::CommandResult;
 
@@ -20,25 +21,34 @@ fn parse(command_id: &str, json: &str) -> Result<CommandResult, BusError> {
 }
 
 impl Bus {
-    /// Adds the commands storing `result` to `pipe`: DEL, RPUSH, PEXPIRE, replacing any
-    /// earlier result (a redelivered command's last run wins). Plain commands rather than a
-    /// script: they are cheaper, and a pipeline cut short before the RPUSH is followed by
-    /// no ack either, so the command is redelivered rather than its result lost.
-    pub(crate) fn store_result_cmds(&self, result: &CommandResult, pipe: &mut redis::Pipeline) {
+    /// Adds the commands storing `result` to `batch`: DEL, RPUSH, PEXPIRE (one key, so they
+    /// keep their order on a cluster too), replacing any earlier result (a redelivered
+    /// command's last run wins). Plain commands rather than a script: they are cheaper, and
+    /// a batch cut short before the RPUSH is followed by no ack either, so the command is
+    /// redelivered rather than its result lost.
+    pub(crate) fn store_result_cmds(&self, result: &CommandResult, batch: &mut Batch) {
         let json = serde_json::to_string(result).expect("results serialize");
         let key = self.keys.result(&result.command_id);
         let ttl_ms = self.limits.result_ttl.as_millis().max(1) as u64;
-        pipe.cmd("DEL").arg(&key).ignore();
-        pipe.cmd("RPUSH").arg(&key).arg(json).ignore();
-        pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
+        batch.add_ignored(redis::cmd("DEL").arg(&key).to_owned());
+        batch.add_ignored(redis::cmd("RPUSH").arg(&key).arg(json).to_owned());
+        batch.add_ignored(redis::cmd("PEXPIRE").arg(&key).arg(ttl_ms).to_owned());
     }
 
     /// Stores `result` under its command id, replacing an earlier one.
     pub async fn store_result(&self, result: &CommandResult) -> Result<(), BusError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        self.store_result_cmds(result, &mut pipe);
-        let () = pipe.query_async(&mut self.conn.clone()).await?;
+        let mut batch = Batch::new();
+        self.store_result_cmds(result, &mut batch);
+        batch.query(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Deletes the stored result of `command_id`, if any.
+    pub async fn delete_result(&self, command_id: &str) -> Result<(), BusError> {
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.keys.result(command_id))
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(())
     }
 

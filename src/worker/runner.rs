@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::Backoff;
 use super::handler::{HandlerContext, Handlers};
 use super::{heartbeat, StopTokens, WorkerError, WorkerExit, SHUTDOWN_GRACE};
+use crate::bus::slots::Batch;
 use crate::bus::{BlockingConnection, Bus, BusError, Delivery};
 use crate::config::Config;
 use crate::schema::{
@@ -454,17 +455,13 @@ impl Runner {
     }
 
     async fn mark_received(&self, cmd: &Command) {
-        let mut pipe = redis::pipe();
-        pipe.add_command(
+        let mut batch = Batch::new();
+        batch.add_ignored(
             self.bus
                 .set_state_cmd(self.id(), WorkerState::Busy, Some(&cmd.id)),
-        )
-        .ignore();
-        pipe.add_command(self.bus.emit_cmd(&self.received_event(cmd)))
-            .ignore();
-        let done: Result<(), redis::RedisError> =
-            pipe.query_async(&mut self.bus.connection()).await;
-        if let Err(e) = done {
+        );
+        batch.add_ignored(self.bus.emit_cmd(&self.received_event(cmd)));
+        if let Err(e) = batch.query(&mut self.bus.connection()).await {
             tracing::warn!(worker = %self.id(), command_id = %cmd.id, error = %e, "could not mark the command received");
         }
     }
@@ -525,7 +522,8 @@ impl Runner {
     }
 
     /// Stores the result, dead-letters a failure, acks and records the outcome, in one
-    /// round trip; retried while Redis is unreachable.
+    /// round trip on a single Redis server (ordered stages on a cluster: DLQ entry, then
+    /// result, then ack and event); retried while Redis is unreachable.
     async fn finish(
         &self,
         cmd: &Command,
@@ -551,12 +549,13 @@ impl Runner {
         };
         // A command whose received event is still to be sent was never marked busy.
         let mark_idle = received.is_none();
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         if let Some(received) = received {
-            pipe.add_command(self.bus.emit_cmd(&received)).ignore();
+            batch.add_ignored(self.bus.emit_cmd(&received));
         }
         // The DLQ entry goes in before the result, so whoever sees a failed result also
-        // finds its DLQ entry.
+        // finds its DLQ entry (and a requeue, which drops commands whose result is stored,
+        // never loses a failure).
         let event = match (&error, reason) {
             (Some(error), Some(reason)) => {
                 let entry = DlqEntry {
@@ -567,7 +566,7 @@ impl Runner {
                     ts_ms: finished_ms,
                     reason,
                 };
-                self.bus.dlq_push_cmds(&entry, &mut pipe);
+                batch.add_ignored(self.bus.dlq_push_cmd(&entry)).then();
                 tracing::warn!(worker = %self.id(), command_id = %cmd.id, r#type = %cmd.kind, reason = %reason, error = %error, dlq_entry = %entry.id, "command failed");
                 Event::new(
                     EventKind::CommandFailed,
@@ -584,17 +583,18 @@ impl Runner {
                 )
             }
         };
-        self.bus.store_result_cmds(&result, &mut pipe);
+        self.bus.store_result_cmds(&result, &mut batch);
+        batch.then();
         let ack = self
             .bus
             .ack_cmd(self.id(), raw, self.info.generation, mark_idle);
-        pipe.add_command(ack.clone());
-        pipe.add_command(self.bus.emit_cmd(&event.with_command(cmd.id.clone())))
-            .ignore();
-        self.run_ack_pipeline(pipe, ack, Some(&cmd.id)).await
+        batch.add(ack.clone());
+        batch.add_ignored(self.bus.emit_cmd(&event.with_command(cmd.id.clone())));
+        self.run_ack_batch(batch, ack, &cmd.id).await
     }
 
-    /// Sends an element that is not a valid command to the DLQ and acks it.
+    /// Sends an element that is not a valid command to the DLQ (through the worker's
+    /// dead-letter list, see [`Bus::dead_letter`]); retried while Redis is unreachable.
     async fn finish_poison(&self, raw: &str, reason: String) -> Flow {
         let entry = DlqEntry {
             id: new_id(),
@@ -604,42 +604,64 @@ impl Runner {
             ts_ms: now_ms(),
             reason: DlqReason::Poison,
         };
-        tracing::warn!(worker = %self.id(), dlq_entry = %entry.id, error = %reason, "queue held something that is not a command; moved to the DLQ");
-        let mut pipe = redis::pipe();
-        self.bus.dlq_push_cmds(&entry, &mut pipe);
-        let ack = self
-            .bus
-            .ack_cmd(self.id(), raw, self.info.generation, false);
-        pipe.add_command(ack.clone());
-        let event = Event::new(
+        tracing::warn!(worker = %self.id(), dlq_entry = %entry.id, error = %reason, "queue held something that is not a command; moving it to the DLQ");
+        let mut backoff = Backoff::redis();
+        loop {
+            let error = match self
+                .bus
+                .dead_letter(self.id(), raw, self.info.generation, &entry)
+                .await
+            {
+                Ok(_) => break,
+                Err(BusError::Fenced { actual, .. }) => return Flow::Fenced(actual),
+                Err(e) => e,
+            };
+            if !error.is_connection_error() || self.tokens.force.is_cancelled() {
+                tracing::error!(worker = %self.id(), error = %error, "could not dead-letter the element; it stays in the processing list (or the worker's dead letters) and is recovered at the next start");
+                return Flow::Continue;
+            }
+            let delay = backoff.next_delay();
+            tracing::warn!(worker = %self.id(), attempt = backoff.attempt(), retry_in_ms = delay.as_millis() as u64, error = %error, "cannot dead-letter the element; retrying");
+            tokio::select! {
+                _ = self.tokens.force.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.emit(Event::new(
             EventKind::CommandFailed,
             self.id(),
             json!({"reason": DlqReason::Poison, "error": reason, "dlq_entry": entry.id}),
-        );
-        pipe.add_command(self.bus.emit_cmd(&event)).ignore();
-        self.run_ack_pipeline(pipe, ack, None).await
+        ))
+        .await;
+        Flow::Continue
     }
 
-    /// Runs a pipeline whose only non-ignored reply is `ack`, retrying while Redis is
-    /// unreachable. A pipeline is not atomic: when only the ack fails (NOSCRIPT), the other
-    /// steps have already run, so only the ack is sent again; re-sending them would record
-    /// the outcome events twice.
-    async fn run_ack_pipeline(
-        &self,
-        mut pipe: redis::Pipeline,
-        ack: redis::Cmd,
-        command_id: Option<&str>,
-    ) -> Flow {
+    /// Runs a batch whose only kept reply is `ack`, retrying while Redis is unreachable.
+    /// A batch is not atomic: when only the ack fails (NOSCRIPT), the other steps have
+    /// already run, so only the ack is sent again; re-sending them would record the outcome
+    /// events twice.
+    async fn run_ack_batch(&self, mut batch: Batch, ack: redis::Cmd, command_id: &str) -> Flow {
         let mut backoff = Backoff::redis();
         let mut reloaded = false;
         loop {
-            let reply: Result<((i64, u64),), redis::RedisError> =
-                pipe.query_async(&mut self.bus.connection()).await;
+            let reply = batch
+                .query(&mut self.bus.connection())
+                .await
+                .and_then(|replies| {
+                    let [acked] = <[redis::Value; 1]>::try_from(replies).map_err(|r| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::Parse,
+                            "finish batch",
+                            format!("expected one reply, got {}", r.len()),
+                        ))
+                    })?;
+                    Ok(redis::from_redis_value::<(i64, u64)>(acked)?)
+                });
             let error = match reply {
-                Ok((acked,)) => match Bus::ack_reply(self.id(), self.info.generation, acked) {
+                Ok(acked) => match Bus::ack_reply(self.id(), self.info.generation, acked) {
                     Ok(true) => return Flow::Continue,
                     Ok(false) => {
-                        tracing::warn!(worker = %self.id(), command_id = command_id.unwrap_or("-"), "acked command was no longer in the processing list (requeued by someone else, or Redis lost data)");
+                        tracing::warn!(worker = %self.id(), command_id, "acked command was no longer in the processing list (requeued by someone else, or Redis lost data)");
                         return Flow::Continue;
                     }
                     Err(BusError::Fenced { actual, .. }) => return Flow::Fenced(actual),
@@ -655,8 +677,8 @@ impl Runner {
                     // load the ack script and send the ack alone.
                     match self.bus.load_ack_script().await {
                         Ok(()) => {
-                            pipe = redis::pipe();
-                            pipe.add_command(ack.clone());
+                            batch = Batch::new();
+                            batch.add(ack.clone());
                             continue;
                         }
                         Err(e) => e,
@@ -665,15 +687,15 @@ impl Runner {
                 Err(e) => BusError::Redis(e),
             };
             if !error.is_connection_error() {
-                tracing::error!(worker = %self.id(), command_id = command_id.unwrap_or("-"), error = %error, "could not record the outcome; the command stays in the processing list");
+                tracing::error!(worker = %self.id(), command_id, error = %error, "could not record the outcome; the command stays in the processing list");
                 return Flow::Continue;
             }
             if self.tokens.force.is_cancelled() {
-                tracing::error!(worker = %self.id(), command_id = command_id.unwrap_or("-"), "stopping with Redis unreachable: the outcome is lost and the command will be redelivered");
+                tracing::error!(worker = %self.id(), command_id, "stopping with Redis unreachable: the outcome is lost and the command will be redelivered");
                 return Flow::Stop;
             }
             let delay = backoff.next_delay();
-            tracing::warn!(worker = %self.id(), command_id = command_id.unwrap_or("-"), attempt = backoff.attempt(), retry_in_ms = delay.as_millis() as u64, error = %error, "cannot record the outcome; retrying");
+            tracing::warn!(worker = %self.id(), command_id, attempt = backoff.attempt(), retry_in_ms = delay.as_millis() as u64, error = %error, "cannot record the outcome; retrying");
             tokio::select! {
                 _ = self.tokens.force.cancelled() => {}
                 _ = tokio::time::sleep(delay) => {}
