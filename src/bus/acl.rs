@@ -322,14 +322,16 @@ fn worker_selectors(keys: &Keys, scope: &WorkerScope) -> Vec<Selector> {
     let w = &scope.glob;
     vec![
         Selector {
-            purpose: "own queue, processing list, registry record, heartbeat and generation",
+            purpose:
+                "own queue, processing list, dead letters, registry record, heartbeat, generation",
             commands: vec![
-                "eval", "evalsha", "blmove", "lindex", "lrange", "lrem", "rpush", "lpush", "get",
-                "set", "incr", "del", "hget", "hset", "exists",
+                "eval", "evalsha", "blmove", "lindex", "lrange", "lrem", "rpush", "get", "set",
+                "incr", "del", "hget", "hset", "exists",
             ],
             keys: vec![
                 rw(p.queue(w)),
                 rw(p.processing(w)),
+                rw(p.dead_letters(w)),
                 rw(p.heartbeat(w)),
                 rw(p.info(w)),
                 rw(p.generation(w)),
@@ -341,9 +343,9 @@ fn worker_selectors(keys: &Keys, scope: &WorkerScope) -> Vec<Selector> {
             keys: vec![write(p.workers()), write(p.role("*"))],
         },
         Selector {
-            purpose: "store results",
-            commands: vec!["del", "rpush", "pexpire"],
-            keys: vec![write(p.result("*"))],
+            purpose: "store results; read them to skip a command finished before a crash",
+            commands: vec!["del", "rpush", "pexpire", "lindex"],
+            keys: vec![rw(p.result("*"))],
         },
         Selector {
             purpose: "record events",
@@ -386,8 +388,8 @@ fn dispatcher_selectors(keys: &Keys, scope: &WorkerScope) -> Vec<Selector> {
             keys: vec![read(p.queue("*")), read(p.processing("*"))],
         },
         Selector {
-            purpose: "read and wait for results",
-            commands: vec!["lindex", "blmove"],
+            purpose: "read and wait for results; drop one before a DLQ retry",
+            commands: vec!["lindex", "blmove", "del"],
             keys: vec![rw(p.result("*"))],
         },
         Selector {
@@ -605,9 +607,11 @@ mod tests {
             "pb:{devbox/%4}:processing",
             Access::Read
         ));
-        // Shared keys: write-only.
+        assert!(allows(&w, "lrem", "pb:{devbox/%3}:dead", Access::Write));
+        // Shared keys: write-only, but for results (read by crash recovery).
         assert!(allows(&w, "rpush", "pb:result:01J", Access::Write));
-        assert!(!allows(&w, "lindex", "pb:result:01J", Access::Read));
+        assert!(allows(&w, "lindex", "pb:result:01J", Access::Read));
+        assert!(!allows(&w, "blmove", "pb:result:01J", Access::ReadWrite));
         assert!(allows(&w, "xadd", "pb:events", Access::Write));
         assert!(!allows(&w, "xrange", "pb:events", Access::Read));
         assert!(allows(&w, "sadd", "pb:workers", Access::Write));
