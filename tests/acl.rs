@@ -751,6 +751,9 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
         text(&out.stderr)
     );
 
+    let status: Value = serde_json::from_str(&rig.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["workers"]["alive"], 1, "{status}");
+
     // The coordinator user cannot administer the server either.
     let mut c = user_conn(&rig.coordinator_url());
     denied(&mut c, &mut redis::cmd("FLUSHALL"), "coordinator FLUSHALL");
