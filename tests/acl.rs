@@ -187,7 +187,8 @@ impl Rig {
             "--handler",
             "boom=false",
         ]);
-        let env: Vec<_> = Rig::env(&self.worker_url(), "text")
+        let format = if url_as_flag { "json" } else { "text" };
+        let env: Vec<_> = Rig::env(&self.worker_url(), format)
             .into_iter()
             .filter(|(k, _)| !url_as_flag || *k != "PANEBUS_REDIS_URL")
             .collect();
