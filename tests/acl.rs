@@ -237,7 +237,10 @@ impl Rig {
             }
         }
         assert!(haystack.len() > 1000, "too little output collected");
-        assert!(haystack.contains(":***@"), "no redacted URL was shown anywhere");
+        assert!(
+            haystack.contains(":***@"),
+            "no redacted URL was shown anywhere"
+        );
         for password in PASSWORDS {
             assert!(
                 !haystack.contains(password),
