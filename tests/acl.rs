@@ -422,6 +422,7 @@ fn worker_and_dispatcher_users_do_their_jobs_and_nothing_else() {
     assert!(events.contains("command_completed"), "{events}");
     let status: Value = serde_json::from_str(&rig.ok(&["status", "--json"])).unwrap();
     assert_eq!(status["workers"]["alive"], 1, "{status}");
+
     assert!(
         status["redis_url"].as_str().unwrap().contains(":***@"),
         "{status}"
@@ -758,6 +759,28 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
     let status: Value = serde_json::from_str(&rig.ok(&["status", "--json"])).unwrap();
     assert_eq!(status["workers"]["alive"], 1, "{status}");
 
+    // The watchdog runs as the coordinator user too: it takes its lease, checks the
+    // heartbeats and stops cleanly, with no refused command.
+    let log = std::fs::File::create(rig.dir.path().join("watchdog.log")).unwrap();
+    let mut watchdog = Command::new(bin())
+        .args(["watchdog", "-S", &socket, "--check-interval", "200ms"])
+        .env_remove("TMUX")
+        .env_remove("TMUX_PANE")
+        .envs(Rig::env(&rig.coordinator_url(), "text"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_for("the watchdog holds its lease", || {
+        rig.admin()
+            .exists::<_, bool>(rig.keys.lease(NODE, ".watchdog"))
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(stop(&mut watchdog).success());
+    let log = std::fs::read_to_string(rig.dir.path().join("watchdog.log")).unwrap();
+    assert!(!log.to_lowercase().contains("noperm"), "{log}");
+
     // The coordinator user cannot administer the server either.
     let mut c = user_conn(&rig.coordinator_url());
     denied(&mut c, &mut redis::cmd("FLUSHALL"), "coordinator FLUSHALL");
@@ -773,5 +796,7 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
     );
 
     assert!(stop(&mut coordinator).success());
+    let log = std::fs::read_to_string(rig.dir.path().join("coordinator.log")).unwrap();
+    assert!(!log.to_lowercase().contains("noperm"), "{log}");
     rig.assert_no_password_anywhere();
 }
