@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::bus::deployment::{Deployment, TlsFiles};
+use crate::bus::redact_url;
+
 /// Default Redis URL (the seed's default).
 pub const DEFAULT_REDIS_URL: &str = "redis://localhost:6379/0";
 /// Default namespace: every key of a bus starts with `<namespace>:`.
@@ -98,11 +101,34 @@ impl LogLevel {
     }
 }
 
+/// A secret setting (a password): its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for handing to the redis crate.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 /// Every setting of a PaneBus process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// `PANEBUS_REDIS_URL`: where the control plane lives.
+    /// `PANEBUS_REDIS_URL`: where the control plane lives (forms: [`Deployment`]).
     pub redis_url: String,
+    /// `PANEBUS_REDIS_CA_CERT`, `PANEBUS_REDIS_CLIENT_CERT`, `PANEBUS_REDIS_CLIENT_KEY`: PEM
+    /// files for TLS URLs (the CA to trust; a client certificate for mutual TLS).
+    pub redis_tls: TlsFiles,
+    /// `PANEBUS_REDIS_SENTINEL_PASSWORD`: password of the sentinels themselves (the URL's
+    /// password is the data nodes').
+    pub sentinel_password: Option<Secret>,
     /// `PANEBUS_NAMESPACE`: prefix of every key of this bus.
     pub namespace: String,
     /// `PANEBUS_NODE`: name of this tmux server/host; the first half of worker ids.
@@ -266,6 +292,8 @@ impl Config {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut config = Config {
             redis_url: DEFAULT_REDIS_URL.to_string(),
+            redis_tls: TlsFiles::default(),
+            sentinel_password: None,
             namespace: DEFAULT_NAMESPACE.to_string(),
             node: default_node(lookup("TMUX").as_deref()),
             heartbeat_interval: Duration::from_secs(10),
@@ -285,6 +313,12 @@ impl Config {
         if let Some(v) = get("PANEBUS_REDIS_URL") {
             config.redis_url = check_redis_url("PANEBUS_REDIS_URL", &v)?;
         }
+        config.redis_tls = TlsFiles {
+            ca_cert: get("PANEBUS_REDIS_CA_CERT").map(Into::into),
+            client_cert: get("PANEBUS_REDIS_CLIENT_CERT").map(Into::into),
+            client_key: get("PANEBUS_REDIS_CLIENT_KEY").map(Into::into),
+        };
+        config.sentinel_password = get("PANEBUS_REDIS_SENTINEL_PASSWORD").map(Secret);
         if let Some(v) = get("PANEBUS_NAMESPACE") {
             check_name("PANEBUS_NAMESPACE", &v, &[])?;
             config.namespace = v;
@@ -333,6 +367,7 @@ impl Config {
             config.max_attempts = parse_count("PANEBUS_MAX_ATTEMPTS", &v)?;
         }
         config.check_heartbeat()?;
+        config.check_tls()?;
         Ok(config)
     }
 
@@ -367,7 +402,40 @@ impl Config {
         if let Some(v) = overrides.max_queue_depth {
             self.max_queue_depth = parse_count("PANEBUS_MAX_QUEUE_DEPTH", &v)?;
         }
-        self.check_heartbeat()
+        self.check_heartbeat()?;
+        self.check_tls()
+    }
+
+    /// TLS files only make sense with a TLS URL, and a client certificate needs its key.
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let tls = &self.redis_tls;
+        match (&tls.client_cert, &tls.client_key) {
+            (Some(path), None) => {
+                return Err(invalid(
+                    "PANEBUS_REDIS_CLIENT_CERT",
+                    &path.display().to_string(),
+                    "set PANEBUS_REDIS_CLIENT_KEY to the certificate's private key too",
+                ))
+            }
+            (None, Some(path)) => {
+                return Err(invalid(
+                    "PANEBUS_REDIS_CLIENT_KEY",
+                    &path.display().to_string(),
+                    "set PANEBUS_REDIS_CLIENT_CERT to the matching certificate too",
+                ))
+            }
+            _ => {}
+        }
+        let tls_url = Deployment::parse(&self.redis_url).is_ok_and(|d| d.tls());
+        if tls.is_set() && !tls_url {
+            return Err(invalid(
+                "PANEBUS_REDIS_URL",
+                &redact_url(&self.redis_url),
+                "PANEBUS_REDIS_CA_CERT/PANEBUS_REDIS_CLIENT_CERT are set, so use a TLS URL: \
+                 rediss://, rediss+cluster:// or rediss+sentinel://",
+            ));
+        }
+        Ok(())
     }
 
     /// A heartbeat that expires before the next one is sent would mark live workers dead.
@@ -403,14 +471,7 @@ impl Config {
 
 fn check_redis_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
     let v = value.trim();
-    let known = ["redis://", "redis+unix://", "unix://"];
-    if !known.iter().any(|scheme| v.starts_with(scheme)) {
-        return Err(invalid(
-            var,
-            value,
-            "expected a URL such as redis://localhost:6379/0 or unix:///path/redis.sock",
-        ));
-    }
+    Deployment::parse(v).map_err(|reason| invalid(var, &redact_url(v), reason))?;
     Ok(v.to_string())
 }
 

@@ -9,6 +9,7 @@
 
 pub mod acl;
 pub mod connection;
+pub mod deployment;
 pub mod dlq;
 pub mod error;
 pub mod events;
@@ -17,15 +18,15 @@ pub mod keys;
 pub mod queue;
 pub mod registry;
 pub mod results;
+pub mod sentinel;
 pub mod slots;
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
 use crate::config::Config;
 
-pub use connection::{redact_url, BlockingConnection};
+pub use connection::{redact_url, BlockingConnection, ClientRef, SharedConnection};
+pub use deployment::{Deployment, TlsFiles};
 pub use dlq::{Retried, RetryReport};
 pub use error::BusError;
 pub use events::EventRecord;
@@ -59,21 +60,24 @@ impl Limits {
 /// A handle on one bus (one namespace in one Redis).
 #[derive(Clone)]
 pub struct Bus {
-    client: redis::Client,
-    conn: ConnectionManager,
+    conn: SharedConnection,
     keys: Keys,
     url: String,
     limits: Limits,
 }
 
 impl Bus {
-    /// Connects to the Redis of `config`. Fails within about two seconds with
+    /// Connects to the Redis deployment of `config` (one server, a cluster or a Sentinel
+    /// primary; see [`Deployment`]). Fails within a few seconds with
     /// [`BusError::Unreachable`] when Redis cannot be reached.
     pub async fn connect(config: &Config) -> Result<Bus, BusError> {
-        let client = connection::open_client(&config.redis_url)?;
-        let conn = connection::open_shared(&client, &config.redis_url).await?;
+        let conn = connection::open_shared(
+            &config.redis_url,
+            &config.redis_tls,
+            config.sentinel_password.as_ref().map(|p| p.expose()),
+        )
+        .await?;
         Ok(Bus {
-            client,
             conn,
             keys: Keys::new(config.namespace.clone()),
             url: redact_url(&config.redis_url),
@@ -97,7 +101,7 @@ impl Bus {
     }
 
     /// A clone of the shared connection, for callers that issue their own commands.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> SharedConnection {
         self.conn.clone()
     }
 }

@@ -182,3 +182,4 @@ impl Drop for TmuxServer {
             .status();
     }
 }
+pub mod deployments;

@@ -1,0 +1,577 @@
+//! Redis deployments for tests, on free loopback ports, killed on Drop: a TLS redis-server
+//! with a test CA made by the openssl CLI, a six-node Redis Cluster (three primaries, one
+//! replica each), and a primary + replica + sentinel. Plus [`Panebus`], the `panebus`
+//! binary with one environment for every call and worker.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+    listener.local_addr().unwrap().port()
+}
+
+/// Kills a child process on Drop.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis_cli(args: &[&str]) -> Output {
+    Command::new("redis-cli")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run redis-cli")
+}
+
+/// `redis-cli -p PORT ARGS` on a plain loopback server; stdout trimmed.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let mut all = vec!["-h", "127.0.0.1"];
+    let port = port.to_string();
+    all.extend_from_slice(&["-p", &port]);
+    all.extend_from_slice(args);
+    let out = redis_cli(&all);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Polls `done` every 50 ms for up to `secs` seconds.
+pub fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {secs}s waiting for {what}");
+}
+
+fn spawn_server(dir: &Path, args: &[String]) -> ChildGuard {
+    ChildGuard(
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server (apt-get install redis-server)"),
+    )
+}
+
+// ---- TLS ----
+
+/// A test CA and a server certificate for 127.0.0.1/localhost signed by it, plus a second,
+/// unrelated CA (the "wrong" one), all made with the openssl CLI.
+pub struct TestCerts {
+    pub dir: tempfile::TempDir,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestCerts {
+    pub fn generate() -> TestCerts {
+        let dir = tempfile::tempdir().expect("tempdir for certificates");
+        let d = dir.path();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        for (name, cn) in [("ca", "panebus test CA"), ("wrong-ca", "some other CA")] {
+            let mut args = vec!["req", "-x509", "-nodes", "-days", "2"];
+            args.extend_from_slice(&ec);
+            let key = format!("{name}.key");
+            let pem = format!("{name}.pem");
+            let subj = format!("/CN={cn}");
+            args.extend_from_slice(&["-keyout", &key, "-out", &pem, "-subj", &subj]);
+            openssl(d, &args);
+        }
+        let mut args = vec!["req", "-nodes"];
+        args.extend_from_slice(&ec);
+        args.extend_from_slice(&[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        openssl(d, &args);
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                "server.pem",
+                "-extfile",
+                "server.ext",
+            ],
+        );
+        TestCerts { dir }
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn wrong_ca(&self) -> PathBuf {
+        self.dir.path().join("wrong-ca.pem")
+    }
+}
+
+/// A redis-server that speaks only TLS (`--port 0`), with a password.
+pub struct TlsRedis {
+    _server: ChildGuard,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+    pub password: String,
+}
+
+impl TlsRedis {
+    pub fn start(certs: &TestCerts, password: &str) -> TlsRedis {
+        let dir = tempfile::tempdir().expect("tempdir for redis");
+        let c = certs.dir.path();
+        for _ in 0..5 {
+            let port = free_port();
+            let args: Vec<String> = [
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-cert-file",
+                &c.join("server.pem").display().to_string(),
+                "--tls-key-file",
+                &c.join("server.key").display().to_string(),
+                "--tls-ca-cert-file",
+                &certs.ca().display().to_string(),
+                "--tls-auth-clients",
+                "optional",
+                "--requirepass",
+                password,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let mut server = spawn_server(dir.path(), &args);
+            let ca = certs.ca().display().to_string();
+            let port_text = port.to_string();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = server.0.try_wait() {
+                    break;
+                }
+                let out = redis_cli(&[
+                    "--tls",
+                    "--cacert",
+                    &ca,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port_text,
+                    "--no-auth-warning",
+                    "-a",
+                    password,
+                    "ping",
+                ]);
+                if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
+                    return TlsRedis {
+                        _server: server,
+                        _dir: dir,
+                        port,
+                        password: password.to_string(),
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = server.0.kill();
+        }
+        panic!("TLS redis-server did not start (is redis-server built with TLS?)");
+    }
+
+    /// `rediss://:PASSWORD@127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("rediss://:{}@127.0.0.1:{}/0", self.password, self.port)
+    }
+}
+
+// ---- Cluster ----
+
+/// Six cluster-enabled redis-servers made into one cluster: three primaries with one
+/// replica each.
+pub struct RedisCluster {
+    nodes: Vec<ChildGuard>,
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().expect("tempdir for the cluster");
+        let mut nodes = Vec::new();
+        let mut ports = Vec::new();
+        for i in 0..6 {
+            let node_dir = dir.path().join(format!("n{i}"));
+            std::fs::create_dir(&node_dir).unwrap();
+            let port = free_port();
+            let args: Vec<String> = [
+                "--port",
+                &port.to_string(),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            nodes.push(spawn_server(&node_dir, &args));
+            ports.push(port);
+        }
+        for &port in &ports {
+            wait_for(&format!("cluster node {port} up"), 10, || {
+                cli(port, &["ping"]) == "PONG"
+            });
+        }
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addrs.iter().map(String::as_str));
+        args.extend_from_slice(&["--cluster-replicas", "1", "--cluster-yes"]);
+        let out = redis_cli(&args);
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster {
+            nodes,
+            ports,
+            _dir: dir,
+        };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Waits until every node reports `cluster_state:ok` and agrees on the slot owners.
+    pub fn wait_ok(&self) {
+        for &port in &self.ports {
+            wait_for(&format!("cluster_state:ok on {port}"), 30, || {
+                cli(port, &["cluster", "info"]).contains("cluster_state:ok")
+            });
+        }
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.ports[..3]
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// The port of the primary that owns `key`'s slot, from `CLUSTER NODES`.
+    pub fn primary_of(&self, key: &str) -> u16 {
+        let slot: u16 = cli(self.ports[0], &["cluster", "keyslot", key])
+            .parse()
+            .expect("CLUSTER KEYSLOT answers a number");
+        self.nodes_table()
+            .into_iter()
+            .find(|n| n.primary && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+            .map(|n| n.port)
+            .expect("some primary owns every slot")
+    }
+
+    /// The port of a replica of the primary at `primary_port`.
+    pub fn replica_of(&self, primary_port: u16) -> u16 {
+        let table = self.nodes_table();
+        let primary = table
+            .iter()
+            .find(|n| n.port == primary_port)
+            .expect("known node");
+        table
+            .iter()
+            .find(|n| n.master_id.as_deref() == Some(primary.id.as_str()))
+            .map(|n| n.port)
+            .expect("every primary has a replica")
+    }
+
+    fn nodes_table(&self) -> Vec<NodeRow> {
+        let text = self
+            .ports
+            .iter()
+            .map(|&p| cli(p, &["cluster", "nodes"]))
+            .find(|t| !t.is_empty())
+            .expect("a node answers CLUSTER NODES");
+        text.lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let port = f
+                    .get(1)?
+                    .split('@')
+                    .next()?
+                    .rsplit(':')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                let flags = f.get(2)?;
+                let primary = flags.contains("master") && !flags.contains("fail");
+                let master_id = (f.get(3)? != &"-").then(|| f[3].to_string());
+                let slots = f
+                    .iter()
+                    .skip(8)
+                    .filter_map(|r| {
+                        let (a, b) = r.split_once('-').unwrap_or((r, r));
+                        Some((a.parse().ok()?, b.parse().ok()?))
+                    })
+                    .collect();
+                Some(NodeRow {
+                    id: f[0].to_string(),
+                    port,
+                    primary,
+                    master_id,
+                    slots,
+                })
+            })
+            .collect()
+    }
+
+    /// The pid of the node on `port`.
+    pub fn pid(&self, port: u16) -> u32 {
+        let i = self.ports.iter().position(|p| *p == port).unwrap();
+        self.nodes[i].pid()
+    }
+}
+
+struct NodeRow {
+    id: String,
+    port: u16,
+    primary: bool,
+    master_id: Option<String>,
+    slots: Vec<(u16, u16)>,
+}
+
+// ---- Sentinel ----
+
+/// A primary, one replica of it, and one sentinel monitoring them as service `SERVICE`.
+pub struct SentinelSetup {
+    _servers: Vec<ChildGuard>,
+    _dir: tempfile::TempDir,
+    pub primary_port: u16,
+    pub replica_port: u16,
+    pub sentinel_port: u16,
+}
+
+pub const SERVICE: &str = "pbservice";
+
+impl SentinelSetup {
+    pub fn start() -> SentinelSetup {
+        let dir = tempfile::tempdir().expect("tempdir for sentinel");
+        let primary_port = free_port();
+        let replica_port = free_port();
+        let sentinel_port = free_port();
+        let mut servers = Vec::new();
+        let primary_dir = dir.path().join("primary");
+        let replica_dir = dir.path().join("replica");
+        std::fs::create_dir(&primary_dir).unwrap();
+        std::fs::create_dir(&replica_dir).unwrap();
+        servers.push(spawn_server(
+            &primary_dir,
+            &["--port".into(), primary_port.to_string()],
+        ));
+        servers.push(spawn_server(
+            &replica_dir,
+            &[
+                "--port".into(),
+                replica_port.to_string(),
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary_port.to_string(),
+            ],
+        ));
+        wait_for("replica in sync", 15, || {
+            cli(replica_port, &["info", "replication"]).contains("master_link_status:up")
+        });
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {sentinel_port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 1\n\
+                 sentinel down-after-milliseconds {SERVICE} 1000\n\
+                 sentinel failover-timeout {SERVICE} 3000\n\
+                 sentinel parallel-syncs {SERVICE} 1\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        servers.push(ChildGuard(
+            Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server --sentinel"),
+        ));
+        let setup = SentinelSetup {
+            _servers: servers,
+            _dir: dir,
+            primary_port,
+            replica_port,
+            sentinel_port,
+        };
+        wait_for("sentinel knows the replica", 20, || {
+            cli(sentinel_port, &["sentinel", "replicas", SERVICE])
+                .contains(&replica_port.to_string())
+        });
+        setup
+    }
+
+    /// `redis+sentinel://127.0.0.1:SENTINEL/SERVICE/0`.
+    pub fn url(&self) -> String {
+        format!(
+            "redis+sentinel://127.0.0.1:{}/{SERVICE}/0",
+            self.sentinel_port
+        )
+    }
+
+    /// The port the sentinel names as primary now.
+    pub fn current_primary(&self) -> u16 {
+        cli(
+            self.sentinel_port,
+            &["sentinel", "get-master-addr-by-name", SERVICE],
+        )
+        .lines()
+        .nth(1)
+        .and_then(|p| p.trim().parse().ok())
+        .expect("the sentinel names a primary")
+    }
+}
+
+// ---- the panebus binary ----
+
+/// The `panebus` binary with one environment for every call and worker.
+pub struct Panebus {
+    pub env: Vec<(String, String)>,
+}
+
+impl Panebus {
+    /// Namespace `deploy`, node `testnode`, fast heartbeats, log level `warn`.
+    pub fn new(redis_url: &str) -> Panebus {
+        let env = [
+            ("PANEBUS_REDIS_URL", redis_url),
+            ("PANEBUS_NAMESPACE", "deploy"),
+            ("PANEBUS_NODE", "testnode"),
+            ("PANEBUS_HEARTBEAT_INTERVAL", "200ms"),
+            ("PANEBUS_HEARTBEAT_TTL", "5"),
+            ("PANEBUS_LOG_LEVEL", "warn"),
+        ];
+        Panebus {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// Sets a variable for every later call and worker.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.to_string(), value.to_string()));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_panebus"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run panebus")
+    }
+
+    /// `panebus ARGS --json`, asserting success.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "panebus {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("panebus printed JSON")
+    }
+
+    /// Starts `panebus worker` as pane `pane`, its stderr going to `log`, and waits until
+    /// it is alive on the bus.
+    pub fn worker(&self, pane: &str, log: &Path) -> ChildGuard {
+        let child = self
+            .command(&["worker"])
+            .env("TMUX_PANE", pane)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("create the worker log"))
+            .spawn()
+            .expect("start panebus worker");
+        let guard = ChildGuard(child);
+        let id = format!("testnode/{pane}");
+        wait_for(&format!("worker {id} alive"), 30, || {
+            let out = self.run(&["panes", "--json"]);
+            out.status.success()
+                && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                    .ok()
+                    .and_then(|v| v.as_array().cloned())
+                    .is_some_and(|panes| {
+                        panes
+                            .iter()
+                            .any(|p| p["id"] == id.as_str() && p["alive"] == true)
+                    })
+        });
+        guard
+    }
+}
