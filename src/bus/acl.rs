@@ -284,14 +284,20 @@ pub fn check_user(name: &str) -> Result<(), AclError> {
 
 /// Connection housekeeping every PaneBus process sends: `PING` (health checks, `redis-cli
 /// ping`), `CLIENT ID` (each blocking connection learns its id), `MULTI`/`EXEC` (atomic
-/// pipelines) and `SCRIPT LOAD` (after `NOSCRIPT`). None of them touches a key.
+/// pipelines), `SCRIPT LOAD` (after `NOSCRIPT`), and the topology reads of the other
+/// deployments: `CLUSTER SLOTS` and `CLIENT INFO` (Redis Cluster: slot map, and the node a
+/// blocking connection must go to) and `ROLE` (Sentinel: is this still the primary). None
+/// of them touches a key or changes the server.
 const CONNECTION: &[&str] = &[
     "ping",
     "client|id",
+    "client|info",
     "multi",
     "exec",
     "discard",
     "script|load",
+    "cluster|slots",
+    "role",
 ];
 
 fn rw(pattern: String) -> KeyRule {
