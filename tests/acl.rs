@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
+use support::deployments::{ChildGuard, Panebus, RedisCluster};
 use support::{RedisServer, TmuxServer};
 
 const NS: &str = "acl";
@@ -810,4 +811,105 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
     let log = std::fs::read_to_string(rig.dir.path().join("coordinator.log")).unwrap();
     assert!(!log.to_lowercase().contains("noperm"), "{log}");
     rig.assert_no_password_anywhere();
+}
+
+/// Applies `panebus acl ARGS` for bus `deploy`/`testnode` to the server at `port`.
+fn apply_to(port: u16, args: &[&str], password: &str) {
+    let out = Command::new(bin())
+        .arg("acl")
+        .args(args)
+        .args(["--namespace", "deploy", "--node", "testnode"])
+        .args(["--password-env", "ACL_TEST_PASSWORD"])
+        .env("ACL_TEST_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut cli = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    cli.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let replies = text(&cli.wait_with_output().unwrap().stdout);
+    assert!(replies.lines().all(|l| l == "OK"), "{replies}");
+}
+
+#[test]
+fn on_a_redis_cluster_the_users_work_through_every_node() {
+    let cluster = RedisCluster::start();
+    // ACL users are per node: the same rules go to all six.
+    for &port in &cluster.ports {
+        apply_to(
+            port,
+            &["--role", "worker", "--worker", "testnode/*"],
+            WORKER_PASSWORD,
+        );
+        apply_to(port, &["--role", "dispatcher"], DISPATCHER_PASSWORD);
+    }
+    let hosts: Vec<String> = cluster.ports[..3]
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let url = |user: &str, password: &str| {
+        format!("redis+cluster://{user}:{password}@{}", hosts.join(","))
+    };
+    let dispatcher = Panebus::new(&url("deploy-dispatcher", DISPATCHER_PASSWORD));
+    let worker = Panebus::new(&url("deploy-worker-testnode", WORKER_PASSWORD));
+    let logs = tempfile::tempdir().unwrap();
+    // Two workers whose keys live on different primaries.
+    let owner = |pane: &str| cluster.primary_of(&format!("{{testnode/{pane}}}"));
+    let second = (2..64)
+        .map(|n| format!("%{n}"))
+        .find(|p| owner(p) != owner("%1"))
+        .unwrap();
+    let mut children = Vec::new();
+    for pane in ["%1", second.as_str()] {
+        children.push(ChildGuard(
+            worker
+                .command(&["worker"])
+                .env("TMUX_PANE", pane)
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::File::create(logs.path().join(format!("w{}.log", &pane[1..])))
+                        .unwrap(),
+                )
+                .spawn()
+                .unwrap(),
+        ));
+    }
+    for pane in ["%1", second.as_str()] {
+        let result = dispatcher.json(&["dispatch", pane, "ping", "--wait", "--wait-timeout", "30"]);
+        assert_eq!(result["ok"], true, "{result}");
+    }
+    let out = dispatcher.run(&["dispatch", &second, "no-such-type", "--wait"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    let entries = dispatcher.json(&["dlq", "list"]);
+    assert_eq!(entries.as_array().map(Vec::len), Some(1), "{entries}");
+    let status = dispatcher.json(&["status"]);
+    assert_eq!(status["workers"]["alive"], 2, "{status}");
+
+    // On the node that holds it, the dispatcher still cannot read a worker's queue.
+    let keys = Keys::new("deploy");
+    let queue = keys.queue("testnode/%1");
+    let mut d = user_conn(&format!(
+        "redis://deploy-dispatcher:{DISPATCHER_PASSWORD}@127.0.0.1:{}/0",
+        owner("%1")
+    ));
+    denied(
+        &mut d,
+        redis::cmd("LRANGE").arg(&queue).arg(0).arg(-1),
+        "dispatcher LRANGE on a cluster node",
+    );
+    denied(
+        &mut d,
+        &mut redis::cmd("FLUSHALL"),
+        "dispatcher FLUSHALL on a cluster node",
+    );
+    drop(children);
+    for pane in ["%1", second.as_str()] {
+        let log =
+            std::fs::read_to_string(logs.path().join(format!("w{}.log", &pane[1..]))).unwrap();
+        assert!(!log.to_lowercase().contains("noperm"), "{log}");
+    }
 }
