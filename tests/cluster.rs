@@ -1,8 +1,9 @@
 //! A real Redis Cluster (six redis-servers: three primaries, one replica each) reached
 //! through `redis+cluster://`: `panebus worker` processes whose queues live on different
-//! primaries, dispatch → worker → result round trips, the DLQ, and a `CLUSTER FAILOVER` of
-//! the primary holding a worker's queue while commands flow, after which every command
-//! that was accepted still gets its result.
+//! primaries, dispatch → worker → result round trips, the DLQ, a `CLUSTER FAILOVER` of
+//! the primary holding a worker's queue while commands flow (every accepted command still
+//! gets its result), and the coordinator (`panebus attach` on a private tmux server)
+//! respawning a SIGKILLed worker and requeueing its command in flight.
 
 mod support;
 
@@ -14,6 +15,7 @@ use panebus::config::Config;
 use panebus::schema::Command;
 use serde_json::json;
 use support::deployments::{cli, wait_for, ChildGuard, Panebus, RedisCluster};
+use support::TmuxServer;
 
 const NAMESPACE: &str = "deploy";
 
@@ -131,6 +133,142 @@ async fn round_trips_dlq_and_a_failover_on_a_cluster_lose_no_command() {
         "30",
     ]);
     assert_eq!(result["ok"], true, "{result}");
+}
+
+/// Polls an async check every 100 ms for up to `secs` seconds.
+async fn wait_async<F, Fut>(what: &str, secs: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_respawns_a_killed_worker_and_requeues_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let url = cluster.url();
+    let tmux = TmuxServer::start("work");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("slow.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncat >/dev/null\nsleep 2\necho '{\"done\": true}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut bus = Panebus::new(&url);
+    bus.set("PANEBUS_HEARTBEAT_INTERVAL", "300ms");
+    bus.set("PANEBUS_HEARTBEAT_TTL", "2");
+    bus.set("PANEBUS_RESPAWN_LIMIT", "3");
+    bus.set("PANEBUS_RESPAWN_WINDOW", "120");
+    let socket = tmux.socket.display().to_string();
+    let coordinator = ChildGuard(
+        bus.command(&[
+            "attach",
+            "work",
+            "-S",
+            &socket,
+            "--check-interval",
+            "200ms",
+            "--lease-ttl",
+            "2s",
+            "--backoff-base",
+            "200ms",
+            "--heartbeat-grace",
+            "3s",
+        ])
+        .env_remove("TMUX")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("coord.log")).unwrap())
+        .spawn()
+        .expect("start panebus attach"),
+    );
+    let sender = library_bus(&url).await;
+    let lease = sender.keys().lease("testnode", "work");
+    wait_async("the coordinator holds its lease", 30, || async {
+        let mut conn = sender.connection();
+        redis::cmd("EXISTS")
+            .arg(&lease)
+            .query_async::<bool>(&mut conn)
+            .await
+            .unwrap_or(false)
+    })
+    .await;
+
+    let handler = format!("slow={}", script.display());
+    let mut window = vec![
+        "new-window".to_string(),
+        "-d".into(),
+        "-P".into(),
+        "-F".into(),
+        "#{pane_id}".into(),
+        "-t".into(),
+        "=work:".into(),
+    ];
+    for (k, v) in &bus.env {
+        window.push("-e".into());
+        window.push(format!("{k}={v}"));
+    }
+    window.extend(
+        [
+            "--",
+            env!("CARGO_BIN_EXE_panebus"),
+            "worker",
+            "--handler",
+            handler.as_str(),
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = window.iter().map(String::as_str).collect();
+    let pane = tmux.run(&args).trim().to_string();
+    let wid = format!("testnode/{pane}");
+    let pane_pid = || -> u32 {
+        tmux.run(&["display-message", "-p", "-t", &pane, "#{pane_pid}"])
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    wait_async("the coordinator manages the worker", 40, || async {
+        tmux.run(&["display-message", "-p", "-t", &pane, "#{@panebus_worker}"])
+            .trim()
+            == wid
+            && sender.is_registered(&wid).await.unwrap_or(false)
+    })
+    .await;
+
+    let command = Command::new("slow", json!({}), "cluster-test");
+    sender.enqueue(&wid, &command, false).await.unwrap();
+    wait_async("the command is taken", 30, || async {
+        sender.processing_len(&wid).await.unwrap_or(0) == 1
+    })
+    .await;
+    let first_pid = pane_pid();
+    // SAFETY: killing the worker process in our private tmux pane.
+    unsafe {
+        libc::kill(first_pid as libc::pid_t, libc::SIGKILL);
+    }
+    wait_async("the result of the requeued command", 60, || async {
+        matches!(sender.result(&command.id).await, Ok(Some(_)))
+    })
+    .await;
+    let result = sender.result(&command.id).await.unwrap().unwrap();
+    assert!(result.ok, "{result:?}");
+    assert_eq!(result.attempt, 2, "{result:?}");
+    assert_ne!(pane_pid(), first_pid, "the pane was respawned");
+    let events = bus.run(&["events", "--json", "--count", "1000"]);
+    let events = String::from_utf8_lossy(&events.stdout);
+    assert!(events.contains("pane_respawned"), "{events}");
+    drop(coordinator);
+    let log = std::fs::read_to_string(dir.path().join("coord.log")).unwrap();
+    assert!(
+        !log.contains("CROSSSLOT") && !log.contains("crossed slots"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -32,7 +32,7 @@ use redis::{
 };
 
 use super::deployment::{client_for, install_crypto_provider, Deployment, TlsFiles};
-use super::sentinel::{breaks_connection, SentinelPrimary};
+use super::sentinel::{breaks_connection, is_readonly, SentinelPrimary};
 use super::{Bus, BusError};
 
 /// How long establishing a TCP/unix connection may take before Redis counts as unreachable.
@@ -42,14 +42,15 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many MOVED replies a blocking request follows before it gives up.
 const MAX_REDIRECTS: usize = 5;
 
-/// The URL with any password replaced by `***`, fit for messages and logs.
+/// The URL with any password replaced by `***` (in the user info, or a `pass=`/`password=`
+/// query parameter of a unix-socket URL), fit for messages and logs.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
     let rest = &url[scheme_end + 3..];
     // The last `@` anywhere: a password with an unencoded `/` or `@` is still hidden.
-    match rest.rfind('@') {
+    let shown = match rest.rfind('@') {
         Some(at) => {
             let userinfo = &rest[..at];
             let user = userinfo.split(':').next().unwrap_or("");
@@ -61,6 +62,19 @@ pub fn redact_url(url: &str) -> String {
             format!("{}{}@{}", &url[..scheme_end + 3], shown, &rest[at + 1..])
         }
         None => url.to_string(),
+    };
+    match shown.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name @ ("pass" | "password"), _)) => format!("{name}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => shown,
     }
 }
 
@@ -69,7 +83,7 @@ pub fn redact_url(url: &str) -> String {
 pub enum SharedConnection {
     /// One server.
     Standalone {
-        client: redis::Client,
+        client: Arc<redis::Client>,
         conn: ConnectionManager,
     },
     /// A Redis Cluster; `nodes` opens dedicated connections to single nodes.
@@ -179,7 +193,10 @@ pub(super) async fn open_shared(
             let conn = ConnectionManager::new_with_config(client.clone(), config)
                 .await
                 .map_err(failed)?;
-            Ok(SharedConnection::Standalone { client, conn })
+            Ok(SharedConnection::Standalone {
+                client: Arc::new(client),
+                conn,
+            })
         }
         Deployment::Cluster { nodes, tls } => {
             let seed = nodes[0].as_str().into_connection_info().map_err(failed)?;
@@ -312,8 +329,13 @@ pub struct BlockingLink {
 }
 
 enum Route {
-    /// One server (standalone, or the Sentinel primary at opening time).
+    /// One server.
     Direct(MultiplexedConnection),
+    /// The primary in use by the shared Sentinel connection; reopened when that changes.
+    Sentinel {
+        primary: SentinelPrimary,
+        open: Option<(String, MultiplexedConnection)>,
+    },
     /// The primary owning the slot of each request's key, found through `cluster`.
     Cluster {
         cluster: ClusterConnection,
@@ -354,6 +376,26 @@ impl BlockingLink {
         }
         match &mut self.route {
             Route::Direct(conn) => conn.req_packed_command(cmd).await,
+            Route::Sentinel { primary, open } => {
+                let (addr, client) = primary.primary().await?;
+                let conn = match open {
+                    Some((open_addr, conn)) if *open_addr == addr => conn,
+                    _ => {
+                        tracing::debug!(primary = %addr, "opening a blocking connection to the primary");
+                        let conn = open_node(client, holder).await?;
+                        &mut open.insert((addr.clone(), conn)).1
+                    }
+                };
+                let reply = conn.req_packed_command(cmd).await;
+                if let Err(e) = &reply {
+                    // UNBLOCKED: the server turned replica while the command was parked.
+                    if breaks_connection(e) || is_readonly(e) || e.code() == Some("UNBLOCKED") {
+                        *open = None;
+                        primary.forget_server(&addr);
+                    }
+                }
+                reply
+            }
             Route::Cluster {
                 cluster,
                 nodes,
@@ -461,7 +503,7 @@ impl ConnectionLike for BlockingLink {
         async move {
             match &mut self.route {
                 Route::Direct(conn) => conn.req_packed_commands(pipeline, offset, count).await,
-                Route::Cluster { .. } => Err(RedisError::from((
+                Route::Sentinel { .. } | Route::Cluster { .. } => Err(RedisError::from((
                     redis::ErrorKind::Client,
                     "pipelines do not go over a blocking connection",
                 ))),
@@ -473,6 +515,7 @@ impl ConnectionLike for BlockingLink {
     fn get_db(&self) -> i64 {
         match &self.route {
             Route::Direct(conn) => conn.get_db(),
+            Route::Sentinel { primary, .. } => primary.get_db(),
             Route::Cluster { .. } => 0,
         }
     }
@@ -489,14 +532,14 @@ impl Bus {
         };
         let route = match &self.conn {
             SharedConnection::Standalone { client, .. } => Route::Direct(
-                open_node(client.clone(), &holder)
+                open_node(redis::Client::clone(client), &holder)
                     .await
                     .map_err(unreachable)?,
             ),
-            SharedConnection::Sentinel(primary) => {
-                let client = primary.resolve().await.map_err(unreachable)?;
-                Route::Direct(open_node(client, &holder).await.map_err(unreachable)?)
-            }
+            SharedConnection::Sentinel(primary) => Route::Sentinel {
+                primary: primary.clone(),
+                open: None,
+            },
             SharedConnection::Cluster { conn, nodes } => Route::Cluster {
                 cluster: conn.clone(),
                 nodes: nodes.clone(),

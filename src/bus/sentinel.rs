@@ -4,7 +4,9 @@
 //! The redis crate resolves a primary through the sentinels (checking that the server it
 //! names answers `ROLE` as a master) but does not follow a failover on its own connection.
 //! [`SentinelPrimary`] does: a request answered `READONLY` (the server was demoted to a
-//! replica) did not run, so it is sent again to the newly resolved primary; a request that
+//! replica) or `NOREPLICAS` (a primary configured with `min-replicas-to-write` that lost
+//! its replicas, as an old primary does the moment its replica is promoted) did not run,
+//! so it is sent again to the newly resolved primary; a request that
 //! could not be sent because no primary was reachable is retried for a short while (a
 //! failover in progress). A connection that broke mid-request is dropped and the error
 //! returned, since the request may have run: the next request resolves the primary again.
@@ -41,12 +43,17 @@ struct Current {
     /// Bumped on each new connection, so a failed request only drops the one it used.
     epoch: u64,
     conn: MultiplexedConnection,
+    /// The server, for opening more connections to it.
+    client: redis::Client,
+    /// `host:port` of the server.
+    addr: String,
 }
 
 /// What a request's reply means for the connection it went over.
 enum Outcome<T> {
     Done(RedisResult<T>),
-    /// The server is a replica now: the request did not run; resolve and send it again.
+    /// The server refused the request as a demoted primary does (`READONLY`, or
+    /// `NOREPLICAS` under `min-replicas-to-write`): it did not run; resolve and send again.
     Demoted,
 }
 
@@ -65,7 +72,7 @@ impl SentinelPrimary {
     }
 
     /// A client for the primary the sentinels name right now (checked to be a master).
-    pub async fn resolve(&self) -> RedisResult<redis::Client> {
+    async fn resolve(&self) -> RedisResult<redis::Client> {
         let mut sentinel = self.inner.sentinel.lock().await;
         match tokio::time::timeout(CONNECT_TIMEOUT * 2, sentinel.async_get_client()).await {
             Ok(client) => client,
@@ -93,10 +100,31 @@ impl SentinelPrimary {
             return Ok(current);
         }
         let epoch = EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let current = Current { epoch, conn };
-        tracing::debug!(epoch, "connected to the primary named by the sentinels");
+        let addr = client.get_connection_info().addr().to_string();
+        tracing::info!(epoch, primary = %addr, "connected to the primary named by the sentinels");
+        let current = Current {
+            epoch,
+            conn,
+            client,
+            addr,
+        };
         *slot = Some(current.clone());
         Ok(current)
+    }
+
+    /// The primary in use (`host:port` and a client for it), resolving one if none is.
+    pub async fn primary(&self) -> RedisResult<(String, redis::Client)> {
+        let current = self.current().await?;
+        Ok((current.addr, current.client))
+    }
+
+    /// Stops using the server at `addr` (it refused a request as a replica would, or its
+    /// connection broke): the next request resolves the primary again.
+    pub fn forget_server(&self, addr: &str) {
+        let mut slot = self.inner.current.lock().expect("not poisoned");
+        if slot.as_ref().is_some_and(|c| c.addr == addr) {
+            *slot = None;
+        }
     }
 
     fn forget(&self, epoch: u64) {
@@ -187,8 +215,10 @@ pub(super) fn breaks_connection(e: &RedisError) -> bool {
         || e.is_unrecoverable_error()
 }
 
-fn is_readonly(e: &RedisError) -> bool {
+/// Whether the server refused a write because it is no longer a writable primary.
+pub(super) fn is_readonly(e: &RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        || e.code() == Some("NOREPLICAS")
 }
 
 impl ConnectionLike for SentinelPrimary {
@@ -224,7 +254,9 @@ impl ConnectionLike for SentinelPrimary {
 
 fn refused_as_replica(value: &Value) -> bool {
     match value {
-        Value::ServerError(e) => e.kind() == Some(redis::ServerErrorKind::ReadOnly),
+        Value::ServerError(e) => {
+            e.kind() == Some(redis::ServerErrorKind::ReadOnly) || e.code() == "NOREPLICAS"
+        }
         Value::Array(items) => items.iter().any(refused_as_replica),
         _ => false,
     }

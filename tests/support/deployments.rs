@@ -250,9 +250,14 @@ impl RedisCluster {
             let node_dir = dir.path().join(format!("n{i}"));
             std::fs::create_dir(&node_dir).unwrap();
             let port = free_port();
+            // The cluster bus port defaults to port + 10000, which may be taken or past
+            // 65535 for a kernel-chosen port: choose it as well.
+            let bus_port = free_port();
             let args: Vec<String> = [
                 "--port",
                 &port.to_string(),
+                "--cluster-port",
+                &bus_port.to_string(),
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
@@ -392,7 +397,8 @@ struct NodeRow {
 
 // ---- Sentinel ----
 
-/// A primary, one replica of it, and one sentinel monitoring them as service `SERVICE`.
+/// A primary (`min-replicas-to-write 1`), one replica of it, and one sentinel monitoring
+/// them as service `SERVICE`.
 pub struct SentinelSetup {
     _servers: Vec<ChildGuard>,
     _dir: tempfile::TempDir,
@@ -414,9 +420,19 @@ impl SentinelSetup {
         let replica_dir = dir.path().join("replica");
         std::fs::create_dir(&primary_dir).unwrap();
         std::fs::create_dir(&replica_dir).unwrap();
+        // As Redis recommends under Sentinel: a primary that lost its replica (the moment
+        // the replica is promoted) refuses writes instead of accepting writes that the
+        // failover then throws away.
         servers.push(spawn_server(
             &primary_dir,
-            &["--port".into(), primary_port.to_string()],
+            &[
+                "--port".into(),
+                primary_port.to_string(),
+                "--min-replicas-to-write".into(),
+                "1".into(),
+                "--min-replicas-max-lag".into(),
+                "10".into(),
+            ],
         ));
         servers.push(spawn_server(
             &replica_dir,
@@ -504,7 +520,7 @@ impl Panebus {
             ("PANEBUS_NODE", "testnode"),
             ("PANEBUS_HEARTBEAT_INTERVAL", "200ms"),
             ("PANEBUS_HEARTBEAT_TTL", "5"),
-            ("PANEBUS_LOG_LEVEL", "warn"),
+            ("PANEBUS_LOG_LEVEL", "debug"),
         ];
         Panebus {
             env: env
