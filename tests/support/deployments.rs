@@ -94,6 +94,35 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// Signs `NAME.csr` with the test CA into `NAME.pem`, with the extensions of `NAME.ext`.
+fn sign(dir: &Path, name: &str) {
+    let (csr, pem, ext) = (
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &pem,
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
 impl TestCerts {
     pub fn generate() -> TestCerts {
         let dir = tempfile::tempdir().expect("tempdir for certificates");
@@ -124,27 +153,33 @@ impl TestCerts {
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
         )
         .unwrap();
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-out",
-                "server.pem",
-                "-extfile",
-                "server.ext",
-            ],
-        );
+        sign(d, "server");
+        let mut args = vec!["req", "-nodes"];
+        args.extend_from_slice(&ec);
+        args.extend_from_slice(&[
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=panebus test client",
+        ]);
+        openssl(d, &args);
+        std::fs::write(
+            d.join("client.ext"),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        sign(d, "client");
         TestCerts { dir }
+    }
+
+    /// A client certificate and key signed by the test CA, for mutual TLS.
+    pub fn client(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("client.pem"),
+            self.dir.path().join("client.key"),
+        )
     }
 
     pub fn ca(&self) -> PathBuf {
@@ -165,7 +200,13 @@ pub struct TlsRedis {
 }
 
 impl TlsRedis {
+    /// Client certificates optional.
     pub fn start(certs: &TestCerts, password: &str) -> TlsRedis {
+        TlsRedis::start_with(certs, password, "optional")
+    }
+
+    /// `auth_clients`: `--tls-auth-clients` (`yes` demands a client certificate).
+    pub fn start_with(certs: &TestCerts, password: &str, auth_clients: &str) -> TlsRedis {
         let dir = tempfile::tempdir().expect("tempdir for redis");
         let c = certs.dir.path();
         for _ in 0..5 {
@@ -182,7 +223,7 @@ impl TlsRedis {
                 "--tls-ca-cert-file",
                 &certs.ca().display().to_string(),
                 "--tls-auth-clients",
-                "optional",
+                auth_clients,
                 "--requirepass",
                 password,
             ]
@@ -191,6 +232,11 @@ impl TlsRedis {
             .collect();
             let mut server = spawn_server(dir.path(), &args);
             let ca = certs.ca().display().to_string();
+            let (client_cert, client_key) = certs.client();
+            let (client_cert, client_key) = (
+                client_cert.display().to_string(),
+                client_key.display().to_string(),
+            );
             let port_text = port.to_string();
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
@@ -201,6 +247,10 @@ impl TlsRedis {
                     "--tls",
                     "--cacert",
                     &ca,
+                    "--cert",
+                    &client_cert,
+                    "--key",
+                    &client_key,
                     "-h",
                     "127.0.0.1",
                     "-p",
