@@ -8,10 +8,10 @@ use thiserror::Error;
 /// What can go wrong talking to the bus.
 #[derive(Debug, Error)]
 pub enum BusError {
-    /// Redis cannot be reached at all.
+    /// Redis cannot be reached at all (or refused the credentials).
     #[error(
-        "cannot reach Redis at {url}: {reason}; start redis-server or point PANEBUS_REDIS_URL \
-         (or --redis-url) at a running one, and check it with `redis-cli -u {url} ping`"
+        "cannot reach Redis at {url}: {reason}; {}",
+        unreachable_hint(url, reason)
     )]
     Unreachable { url: String, reason: String },
 
@@ -62,6 +62,24 @@ pub enum BusError {
     /// Redis answered with an error or the connection broke mid-request.
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
+}
+
+/// What to do about an unreachable Redis: a refused password needs other credentials, not
+/// another server.
+fn unreachable_hint(url: &str, reason: &str) -> String {
+    let lower = reason.to_ascii_lowercase();
+    if lower.contains("authentication") || lower.contains("wrongpass") || lower.contains("noauth") {
+        format!(
+            "Redis refused the user name or password: fix them in PANEBUS_REDIS_URL (or \
+             --redis-url), e.g. redis://USER:PASSWORD@HOST:PORT/0, and check them with \
+             `redis-cli -u {url} ping` with the real password in place of ***"
+        )
+    } else {
+        format!(
+            "start redis-server or point PANEBUS_REDIS_URL (or --redis-url) at a running one, \
+             and check it with `redis-cli -u {url} ping`"
+        )
+    }
 }
 
 impl BusError {

@@ -144,6 +144,36 @@ impl Keys {
     }
 }
 
+// Key patterns for Redis ACL rules (`src/bus/acl.rs`). They are built by the layout
+// functions above, so a rule can never drift from the keys the bus really uses.
+
+/// Escapes Redis's glob metacharacters (`*`, `?`, `[`, `]`, `\`) so that a key pattern
+/// matches `text` literally.
+pub fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Keys {
+    /// The same layout with the namespace glob-escaped. Its functions, given glob arguments
+    /// (`*`, or text escaped with [`glob_escape`]), return key patterns in the syntax of
+    /// `KEYS` and ACL `~` rules: `keys.patterns().queue("*")` is `<ns>:{*}:queue`.
+    pub fn patterns(&self) -> Keys {
+        Keys::new(glob_escape(&self.ns))
+    }
+
+    /// The pattern matching every key of this bus.
+    pub fn all_pattern(&self) -> String {
+        format!("{}:*", glob_escape(&self.ns))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +213,18 @@ mod tests {
         );
         assert_eq!(k.workflow("w1"), "pb:workflow:w1");
         assert_eq!(k.workflows(), "pb:workflows");
+    }
+
+    #[test]
+    fn patterns_escape_glob_characters_of_literal_parts() {
+        assert_eq!(glob_escape(r"a*b?c[d]e\f"), r"a\*b\?c\[d\]e\\f");
+        let k = Keys::new("p*b");
+        assert_eq!(k.patterns().queue("*"), r"p\*b:{*}:queue");
+        assert_eq!(k.patterns().result("*"), r"p\*b:result:*");
+        assert_eq!(k.all_pattern(), r"p\*b:*");
+        assert_eq!(
+            Keys::new("pb").patterns().info(&glob_escape("dev[1]/%3")),
+            r"pb:{dev\[1\]/%3}:info"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! and [`events`]; [`slots`] keeps work spanning several cluster slots ordered and
 //! pipelined. `docs/PROTOCOL.md` describes the same data model for other languages.
 
+pub mod acl;
 pub mod connection;
 pub mod deployment;
 pub mod dlq;

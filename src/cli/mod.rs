@@ -7,6 +7,7 @@
 //! command lives in its own file with its clap `Args` and an async `run`; the Redis work
 //! behind them goes through [`crate::admin`] and [`crate::bus`].
 
+pub mod acl;
 pub mod ask;
 pub mod attach;
 pub mod broadcast;
@@ -254,6 +255,18 @@ Examples:
   panebus tail devbox/%3 -L work > pane3.log
   panebus tail %3 --session agents -S /tmp/tmux-1000/work")]
     Tail(tail::TailArgs),
+    /// Print Redis ACL rules (ACL SETUSER) for worker, dispatcher and coordinator users.
+    #[command(after_help = "\
+Examples:
+  panebus acl | redis-cli -u redis://admin:PASSWORD@127.0.0.1:6379/0
+  panebus acl --role worker --worker 'devbox/*' --password-env PANEBUS_WORKER_PASSWORD
+  panebus acl --role dispatcher --user ci --password-sha256 \"$(printf %s \"$PW\" | sha256sum | cut -d' ' -f1)\"
+  panebus acl --role worker --worker devbox/%3 --json
+
+Needs Redis 7 (ACL selectors). Each line resets the user first, so applying it again is
+safe. Without a password option the users are created but cannot log in until you give
+them one. Clients then use redis://USER:PASSWORD@HOST:PORT/0.")]
+    Acl(acl::AclArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) to stdout.
@@ -298,6 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         restore_sigpipe();
     }
     match cli.command {
+        Command::Acl(args) => on_bus(&global, |ctx| acl::run(args, ctx)),
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),
         Command::Tail(args) => tail::run(args, &global),

@@ -58,7 +58,7 @@ pub fn initial_info(
         started_ms: now_ms(),
         current_command: None,
         state: WorkerState::Idle,
-        argv,
+        argv: without_url_secret(argv),
         cwd: std::env::current_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
@@ -66,9 +66,49 @@ pub fn initial_info(
     }
 }
 
+/// `argv` without a `--redis-url` that carries a password: the registry record is readable
+/// by every dispatcher (`panebus panes --json`). The coordinator respawns from this argv
+/// and passes its own `PANEBUS_REDIS_URL`, so the dropped flag is not needed there.
+fn without_url_secret(argv: Vec<String>) -> Vec<String> {
+    let secret = |url: &str| crate::bus::redact_url(url) != url;
+    let mut out = Vec::with_capacity(argv.len());
+    let mut args = argv.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--redis-url" {
+            match args.next() {
+                Some(url) if secret(&url) => {}
+                Some(url) => out.extend([arg, url]),
+                None => out.push(arg),
+            }
+        } else if !arg.strip_prefix("--redis-url=").is_some_and(secret) {
+            out.push(arg);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::detect_pane;
+    use super::{detect_pane, without_url_secret};
+
+    #[test]
+    fn a_redis_url_with_a_password_is_not_recorded() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            without_url_secret(argv(&[
+                "panebus",
+                "--redis-url",
+                "redis://u:pw@h/0",
+                "worker",
+                "--redis-url=redis://:pw@h/0",
+                "--role",
+                "r",
+            ])),
+            argv(&["panebus", "worker", "--role", "r"])
+        );
+        let plain = argv(&["panebus", "--redis-url", "redis://h/0", "worker"]);
+        assert_eq!(without_url_secret(plain.clone()), plain);
+    }
 
     #[test]
     fn panes_come_from_tmux_pane_or_are_standalone() {
