@@ -579,6 +579,105 @@ fn status_line_formats_and_redis_down() {
     }
 }
 
+/// `INFO commandstats` as `(command, calls)` pairs.
+fn command_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.strip_prefix("calls=")?.split(',').next()?;
+            Some((name.to_string(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn status_line_is_one_request_and_honours_password_db_and_namespace() {
+    let home = Home::new();
+    let redis = RedisServer::start();
+    let mut admin = redis.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("s3cret")
+        .query(&mut admin)
+        .unwrap();
+    let _: () = redis::cmd("AUTH").arg("s3cret").query(&mut admin).unwrap();
+    let _: () = redis::cmd("SELECT").arg(3).query(&mut admin).unwrap();
+    // Worker ids with characters that Lua patterns, tmux formats or key layouts could
+    // trip over; their keys are made by the bus's own key layout.
+    let keys = panebus::bus::Keys::new("other");
+    let ids = ["n/%1", "n/%2 ]] .. '\"", "n/{%3}"];
+    for id in ids {
+        let _: () = redis::cmd("SADD")
+            .arg(keys.workers())
+            .arg(id)
+            .query(&mut admin)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg(keys.heartbeat(ids[0]))
+        .arg("1")
+        .query(&mut admin)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(keys.heartbeat(ids[1]))
+        .arg("1")
+        .query(&mut admin)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(keys.quarantine(ids[1]))
+        .arg("reason")
+        .arg("crash loop")
+        .query(&mut admin)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg(keys.queue(ids[2]))
+        .arg("a")
+        .arg("b")
+        .arg("c")
+        .query(&mut admin)
+        .unwrap();
+    let base = redis.url().replace("127.0.0.1", ":s3cret@127.0.0.1");
+    let url = format!("{}/3", base.strip_suffix("/0").unwrap());
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut admin)
+        .unwrap();
+    let line = assert_ok(&run(home
+        .panebus(&["status-line", "--format", "plain", "--namespace", "other"])
+        .env("PANEBUS_REDIS_URL", &url)));
+    assert_eq!(
+        line.trim(),
+        "pb: 1 healthy, 1 dead, 1 quarantined, 3 queued"
+    );
+    // One request: AUTH and SELECT ride in the EVAL's pipeline; no CLIENT SETINFO, no
+    // separate SMEMBERS (the script's own calls show up in the stats too, once each).
+    let mut calls = command_calls(&mut admin);
+    calls.retain(|(name, _)| !name.starts_with("config") && name != "info");
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            ("auth".to_string(), 1),
+            ("eval".to_string(), 1),
+            ("exists".to_string(), 5),
+            ("llen".to_string(), 3),
+            ("select".to_string(), 1),
+            ("smembers".to_string(), 1),
+        ]
+    );
+    // The default namespace of that database is empty; a wrong password is "redis down".
+    let empty = assert_ok(&run(home
+        .panebus(&["status-line", "--format", "plain"])
+        .env("PANEBUS_REDIS_URL", &url)));
+    assert_eq!(empty.trim(), "pb: 0 healthy, 0 queued");
+    let wrong = assert_ok(&run(home
+        .panebus(&["status-line", "--format", "plain", "--namespace", "other"])
+        .env("PANEBUS_REDIS_URL", url.replace("s3cret", "wrong"))));
+    assert_eq!(wrong.trim(), "pb: redis down");
+}
+
 #[test]
 fn bootstrap_runs_up_with_its_arguments() {
     let home = Home::new();
