@@ -21,8 +21,10 @@ use thiserror::Error;
 
 use layout_file::Layout;
 use paths::Paths;
-use session::{CreatedSession, SessionSpec, Tmux, TmuxSocket};
+use session::{CreatedSession, SessionSpec, Tmux};
 use state::SessionRecord;
+
+use crate::tmux::TmuxServerRef;
 
 /// How `up` chooses its Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +42,8 @@ pub enum RedisChoice {
 pub struct UpOptions {
     pub session: String,
     pub layout: Layout,
-    pub socket: TmuxSocket,
+    /// The tmux server to build the session on.
+    pub server: TmuxServerRef,
     pub redis: RedisChoice,
     /// The `panebus` binary the panes run.
     pub exe: PathBuf,
@@ -75,7 +78,7 @@ pub enum UpError {
 
 /// Brings the session up. Nothing is left running if it fails.
 pub fn up(options: &UpOptions) -> Result<UpOutcome, UpError> {
-    let tmux = Tmux::new(options.socket.clone());
+    let tmux = Tmux::new(options.server.clone());
     if tmux.has_session(&options.session)? {
         return Err(session::SessionError::Exists(options.session.clone()).into());
     }
@@ -158,30 +161,39 @@ pub struct DownOutcome {
     pub redis_users: Vec<String>,
 }
 
+/// Which server `down` looks for the session on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownServer {
+    /// Named with `-L`/`-S`: only a record of that server.
+    Explicit(TmuxServerRef),
+    /// Not named: the only record of that session name, whatever its server; when there
+    /// are several, the one on `fallback` (the server `down` runs under, else the default).
+    Any { fallback: TmuxServerRef },
+}
+
 /// Takes down the session `up` started under this name on this server.
-pub fn down(session: &str, socket: &TmuxSocket, paths: &Paths) -> Result<DownOutcome, UpError> {
+pub fn down(session: &str, server: &DownServer, paths: &Paths) -> Result<DownOutcome, UpError> {
     let sessions_dir = paths.sessions_dir();
     let records = state::load_all(&sessions_dir)?;
     let named: Vec<&SessionRecord> = records.iter().filter(|r| r.session == session).collect();
-    let chosen: Vec<&SessionRecord> = match socket {
-        TmuxSocket::Default if named.len() <= 1 => named.clone(),
-        _ => {
-            let wanted = socket_path_of(socket);
-            named
-                .iter()
-                .copied()
-                .filter(|r| same_file(&r.tmux_socket, &wanted))
-                .collect()
-        }
+    let chosen: Vec<&SessionRecord> = match server {
+        DownServer::Any { .. } if named.len() <= 1 => named.clone(),
+        DownServer::Explicit(wanted) | DownServer::Any { fallback: wanted } => named
+            .iter()
+            .copied()
+            .filter(|r| TmuxServerRef::Path(r.tmux_socket.clone()).same_server(wanted))
+            .collect(),
     };
     let record = match chosen.as_slice() {
         [record] => (*record).clone(),
         [] => {
             return Err(UpError::NotRecorded {
                 session: session.to_string(),
-                where_: match socket {
-                    TmuxSocket::Default => String::new(),
-                    _ => format!(" for tmux server {}", socket_path_of(socket).display()),
+                where_: match server {
+                    DownServer::Any { .. } => String::new(),
+                    DownServer::Explicit(wanted) => {
+                        format!(" for tmux server {}", wanted.socket_path().display())
+                    }
                 },
             })
         }
@@ -197,7 +209,7 @@ pub fn down(session: &str, socket: &TmuxSocket, paths: &Paths) -> Result<DownOut
         }
     };
     let killed_session = if liveness(&record) != Liveness::Gone {
-        let tmux = Tmux::new(TmuxSocket::Path(record.tmux_socket.clone()));
+        let tmux = Tmux::new(TmuxServerRef::Path(record.tmux_socket.clone()));
         tmux.kill_session(&record.session_id)?;
         true
     } else {
@@ -250,7 +262,7 @@ pub enum Liveness {
 
 /// Checks a record against the sessions its tmux server lists.
 pub fn liveness(record: &SessionRecord) -> Liveness {
-    let tmux = Tmux::new(TmuxSocket::Path(record.tmux_socket.clone()));
+    let tmux = Tmux::new(TmuxServerRef::Path(record.tmux_socket.clone()));
     match tmux.run(&["list-sessions", "-F", "#{session_id} #{session_name}"]) {
         Ok(list) => {
             let wanted = format!("{} {}", record.session_id, record.session);
@@ -269,33 +281,5 @@ pub fn liveness(record: &SessionRecord) -> Liveness {
             tracing::warn!(session = %record.session, error = %err, "cannot tell whether a session still runs");
             Liveness::Unknown
         }
-    }
-}
-
-/// The socket path tmux uses for a server selection (tmux's own rule:
-/// `$TMUX_TMPDIR` or `/tmp`, then `tmux-UID/NAME`).
-pub fn socket_path_of(socket: &TmuxSocket) -> PathBuf {
-    let by_name = |name: &str| {
-        let base = std::env::var_os("TMUX_TMPDIR")
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-        base.join(format!("tmux-{}", paths::current_uid()))
-            .join(name)
-    };
-    match socket {
-        TmuxSocket::Path(path) => path.clone(),
-        TmuxSocket::Name(name) => by_name(name),
-        TmuxSocket::Default => std::env::var("TMUX")
-            .ok()
-            .and_then(|v| v.split(',').next().map(PathBuf::from))
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| by_name("default")),
-    }
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
     }
 }

@@ -23,6 +23,7 @@ use std::process::Command;
 use thiserror::Error;
 
 use super::layout_file::{Layout, Role};
+use crate::tmux::TmuxServerRef;
 
 /// The pane border `up` puts on its windows: pane index, role and the state word the
 /// coordinator keeps in the pane option `@panebus_state` (`ok`, `hung`, `dead`,
@@ -35,27 +36,6 @@ pub const STATUS_RIGHT: &str = "#{@panebus_status}";
 pub const INITIAL_STATUS: &str = "pb: starting";
 /// Size of the detached session before a client attaches (room for many panes).
 const DETACHED_SIZE: (&str, &str) = ("200", "50");
-
-/// Which tmux server to talk to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TmuxSocket {
-    /// The default server (or the one `$TMUX` points at).
-    Default,
-    /// `-L NAME`.
-    Name(String),
-    /// `-S PATH`.
-    Path(PathBuf),
-}
-
-impl TmuxSocket {
-    fn args(&self) -> Vec<OsString> {
-        match self {
-            TmuxSocket::Default => Vec::new(),
-            TmuxSocket::Name(name) => vec!["-L".into(), name.into()],
-            TmuxSocket::Path(path) => vec!["-S".into(), path.into()],
-        }
-    }
-}
 
 /// A tmux call that failed.
 #[derive(Debug, Error)]
@@ -70,31 +50,25 @@ pub enum SessionError {
     Exists(String),
 }
 
-/// The `tmux` client for one server.
+/// The blocking `tmux` command-line client for one server.
 #[derive(Debug, Clone)]
 pub struct Tmux {
-    socket: TmuxSocket,
+    server: TmuxServerRef,
 }
 
 impl Tmux {
-    pub fn new(socket: TmuxSocket) -> Tmux {
-        Tmux { socket }
+    pub fn new(server: TmuxServerRef) -> Tmux {
+        Tmux { server }
     }
 
     /// The server this client talks to.
-    pub fn socket(&self) -> &TmuxSocket {
-        &self.socket
+    pub fn server(&self) -> &TmuxServerRef {
+        &self.server
     }
 
     /// A `tmux` command with the server selected; the caller adds the arguments.
     pub fn command(&self) -> Command {
-        let mut command = Command::new("tmux");
-        command.args(self.socket.args());
-        if self.socket != TmuxSocket::Default {
-            // An explicit server is meant even when run from inside another tmux.
-            command.env_remove("TMUX");
-        }
-        command
+        self.server.blocking_command()
     }
 
     /// Runs one tmux command and returns its stdout without the final newline.
