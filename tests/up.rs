@@ -395,11 +395,14 @@ name = "agents"
 name = "reviewer"
 count = 2
 
+# Two panes (new-window and split-window batches); arguments ending in `;` must reach
+# the panes as themselves, not end tmux commands.
 [[role]]
 name = "probe"
+count = 2
 working_dir = {workdir:?}
-env = {{ PROBE_VALUE = "a;b $(id) #{{x}}" }}
-command = ["sh", "-c", "printf '%s|%s' \"$PROBE_VALUE\" \"$(pwd)\" > {marker}; exec sleep 600"]
+env = {{ PROBE_VALUE = "a;b $(id) #{{x}};" }}
+command = ["sh", "-c", "printf '%s|%s' \"$PROBE_VALUE\" \"$(pwd)\" > {marker}; exec sleep 600;"]
 "#,
         workdir = workdir.display().to_string(),
         marker = marker.display(),
@@ -420,7 +423,7 @@ command = ["sh", "-c", "printf '%s|%s' \"$PROBE_VALUE\" \"$(pwd)\" > {marker}; e
     ]);
     assert_eq!(
         windows.lines().collect::<Vec<_>>(),
-        ["reviewer 2", "probe 1", "coordinator 1"]
+        ["reviewer 2", "probe 2", "coordinator 1"]
     );
     wait_for(
         "the probe pane to write its marker",
@@ -428,7 +431,7 @@ command = ["sh", "-c", "printf '%s|%s' \"$PROBE_VALUE\" \"$(pwd)\" > {marker}; e
         || marker.exists(),
     );
     let probe = std::fs::read_to_string(&marker).unwrap();
-    assert_eq!(probe, format!("a;b $(id) #{{x}}|{}", workdir.display()));
+    assert_eq!(probe, format!("a;b $(id) #{{x}};|{}", workdir.display()));
     // The role's variable stays in its pane, not in the session.
     let session_env = tmux.run(&["show-environment", "-t", "agents"]);
     assert!(!session_env.contains("PROBE_VALUE"), "{session_env}");
