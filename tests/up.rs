@@ -331,6 +331,40 @@ fn up_starts_managed_redis_and_workers_down_stops_only_what_up_started() {
     assert!(ping(&users_redis.url()));
     // Its data was persisted: the append-only file exists.
     assert!(home.state().join("panebus/redis/appendonlydir").is_dir());
+
+    // The workers of `two` deregistered before their Redis stopped: started again on the
+    // same data, it holds no stale (dead) workers, only the new session's one.
+    let out = assert_ok(&run(home.panebus(&[
+        "up",
+        "--no-attach",
+        "--managed-redis",
+        "-S",
+        &s,
+        "--session",
+        "three",
+        "--workers",
+        "1",
+    ])));
+    assert!(out.contains("managed, started"), "{out}");
+    let bus = runtime
+        .block_on(Bus::connect(&config_for(&home.url())))
+        .unwrap();
+    let pane = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("worker:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    wait_for(
+        "the new worker to register",
+        Duration::from_secs(30),
+        || !runtime.block_on(bus.worker_ids()).unwrap().is_empty(),
+    );
+    assert_eq!(
+        runtime.block_on(bus.worker_ids()).unwrap(),
+        [format!("uptest/{pane}")]
+    );
+    assert_ok(&run(home.panebus(&["down", "three", "-S", &s])));
 }
 
 #[test]
