@@ -13,9 +13,14 @@ use crate::config::{LogFormat, LogLevel};
 /// Installs the global subscriber. A second call (tests in one process, an embedding
 /// program with its own subscriber) leaves the first one in charge.
 pub fn init(level: LogLevel, format: LogFormat) {
+    // A failed write is dropped, never reported: tracing-subscriber reports one with
+    // `eprintln!`, which panics when stderr itself is gone — the case of a worker whose tmux
+    // pane was killed (its terminal hung up), whose signal task then died logging the
+    // SIGHUP, so it never stopped, never deregistered and kept heartbeating as an orphan.
     let builder = tracing_subscriber::fmt()
         .with_max_level(LevelFilter::from_level(level.as_tracing()))
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().with_current_span(false).try_init(),

@@ -331,6 +331,40 @@ fn up_starts_managed_redis_and_workers_down_stops_only_what_up_started() {
     assert!(ping(&users_redis.url()));
     // Its data was persisted: the append-only file exists.
     assert!(home.state().join("panebus/redis/appendonlydir").is_dir());
+
+    // The workers of `two` deregistered before their Redis stopped: started again on the
+    // same data, it holds no stale (dead) workers, only the new session's one.
+    let out = assert_ok(&run(home.panebus(&[
+        "up",
+        "--no-attach",
+        "--managed-redis",
+        "-S",
+        &s,
+        "--session",
+        "three",
+        "--workers",
+        "1",
+    ])));
+    assert!(out.contains("managed, started"), "{out}");
+    let bus = runtime
+        .block_on(Bus::connect(&config_for(&home.url())))
+        .unwrap();
+    let pane = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("worker:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    wait_for(
+        "the new worker to register",
+        Duration::from_secs(30),
+        || !runtime.block_on(bus.worker_ids()).unwrap().is_empty(),
+    );
+    assert_eq!(
+        runtime.block_on(bus.worker_ids()).unwrap(),
+        [format!("uptest/{pane}")]
+    );
+    assert_ok(&run(home.panebus(&["down", "three", "-S", &s])));
 }
 
 #[test]
@@ -395,11 +429,14 @@ name = "agents"
 name = "reviewer"
 count = 2
 
+# Two panes (new-window and split-window batches); arguments ending in `;` must reach
+# the panes as themselves, not end tmux commands.
 [[role]]
 name = "probe"
+count = 2
 working_dir = {workdir:?}
-env = {{ PROBE_VALUE = "a;b $(id) #{{x}}" }}
-command = ["sh", "-c", "printf '%s|%s' \"$PROBE_VALUE\" \"$(pwd)\" > {marker}; exec sleep 600"]
+env = {{ PROBE_VALUE = "a;b $(id) #{{x}};" }}
+command = ["sh", "-c", "printf '%s|%s' \"$PROBE_VALUE\" \"$(pwd)\" > {marker}; exec sleep 600;"]
 "#,
         workdir = workdir.display().to_string(),
         marker = marker.display(),
@@ -420,7 +457,7 @@ command = ["sh", "-c", "printf '%s|%s' \"$PROBE_VALUE\" \"$(pwd)\" > {marker}; e
     ]);
     assert_eq!(
         windows.lines().collect::<Vec<_>>(),
-        ["reviewer 2", "probe 1", "coordinator 1"]
+        ["reviewer 2", "probe 2", "coordinator 1"]
     );
     wait_for(
         "the probe pane to write its marker",
@@ -428,7 +465,7 @@ command = ["sh", "-c", "printf '%s|%s' \"$PROBE_VALUE\" \"$(pwd)\" > {marker}; e
         || marker.exists(),
     );
     let probe = std::fs::read_to_string(&marker).unwrap();
-    assert_eq!(probe, format!("a;b $(id) #{{x}}|{}", workdir.display()));
+    assert_eq!(probe, format!("a;b $(id) #{{x}};|{}", workdir.display()));
     // The role's variable stays in its pane, not in the session.
     let session_env = tmux.run(&["show-environment", "-t", "agents"]);
     assert!(!session_env.contains("PROBE_VALUE"), "{session_env}");
@@ -577,6 +614,105 @@ fn status_line_formats_and_redis_down() {
             text(&out.stderr)
         );
     }
+}
+
+/// `INFO commandstats` as `(command, calls)` pairs.
+fn command_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.strip_prefix("calls=")?.split(',').next()?;
+            Some((name.to_string(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn status_line_is_one_request_and_honours_password_db_and_namespace() {
+    let home = Home::new();
+    let redis = RedisServer::start();
+    let mut admin = redis.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("s3cret")
+        .query(&mut admin)
+        .unwrap();
+    let _: () = redis::cmd("AUTH").arg("s3cret").query(&mut admin).unwrap();
+    let _: () = redis::cmd("SELECT").arg(3).query(&mut admin).unwrap();
+    // Worker ids with characters that Lua patterns, tmux formats or key layouts could
+    // trip over; their keys are made by the bus's own key layout.
+    let keys = panebus::bus::Keys::new("other");
+    let ids = ["n/%1", "n/%2 ]] .. '\"", "n/{%3}"];
+    for id in ids {
+        let _: () = redis::cmd("SADD")
+            .arg(keys.workers())
+            .arg(id)
+            .query(&mut admin)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg(keys.heartbeat(ids[0]))
+        .arg("1")
+        .query(&mut admin)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(keys.heartbeat(ids[1]))
+        .arg("1")
+        .query(&mut admin)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(keys.quarantine(ids[1]))
+        .arg("reason")
+        .arg("crash loop")
+        .query(&mut admin)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg(keys.queue(ids[2]))
+        .arg("a")
+        .arg("b")
+        .arg("c")
+        .query(&mut admin)
+        .unwrap();
+    let base = redis.url().replace("127.0.0.1", ":s3cret@127.0.0.1");
+    let url = format!("{}/3", base.strip_suffix("/0").unwrap());
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut admin)
+        .unwrap();
+    let line = assert_ok(&run(home
+        .panebus(&["status-line", "--format", "plain", "--namespace", "other"])
+        .env("PANEBUS_REDIS_URL", &url)));
+    assert_eq!(
+        line.trim(),
+        "pb: 1 healthy, 1 dead, 1 quarantined, 3 queued"
+    );
+    // One request: AUTH and SELECT ride in the EVAL's pipeline; no CLIENT SETINFO, no
+    // separate SMEMBERS (the script's own calls show up in the stats too, once each).
+    let mut calls = command_calls(&mut admin);
+    calls.retain(|(name, _)| !name.starts_with("config") && name != "info");
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            ("auth".to_string(), 1),
+            ("eval".to_string(), 1),
+            ("exists".to_string(), 5),
+            ("llen".to_string(), 3),
+            ("select".to_string(), 1),
+            ("smembers".to_string(), 1),
+        ]
+    );
+    // The default namespace of that database is empty; a wrong password is "redis down".
+    let empty = assert_ok(&run(home
+        .panebus(&["status-line", "--format", "plain"])
+        .env("PANEBUS_REDIS_URL", &url)));
+    assert_eq!(empty.trim(), "pb: 0 healthy, 0 queued");
+    let wrong = assert_ok(&run(home
+        .panebus(&["status-line", "--format", "plain", "--namespace", "other"])
+        .env("PANEBUS_REDIS_URL", url.replace("s3cret", "wrong"))));
+    assert_eq!(wrong.trim(), "pb: redis down");
 }
 
 #[test]

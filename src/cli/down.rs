@@ -7,10 +7,11 @@
 use anyhow::Context;
 use clap::Args;
 
-use super::tmux_server::TmuxServerArgs;
+use super::tmux_server::{current_server, TmuxServerArgs};
 use crate::config::Config;
 use crate::up::layout_file::DEFAULT_SESSION;
 use crate::up::paths::Paths;
+use crate::up::DownServer;
 
 /// `panebus down` options.
 #[derive(Debug, Clone, Args)]
@@ -25,9 +26,14 @@ pub struct DownArgs {
 /// Runs `panebus down`.
 pub async fn run(args: DownArgs, _config: &Config) -> anyhow::Result<()> {
     let paths = Paths::from_env()?;
-    let socket = args.tmux.socket();
+    let server = match args.tmux.explicit() {
+        Some(server) => DownServer::Explicit(server),
+        None => DownServer::Any {
+            fallback: current_server(),
+        },
+    };
     let session = args.session.clone();
-    let outcome = tokio::task::spawn_blocking(move || crate::up::down(&session, &socket, &paths))
+    let outcome = tokio::task::spawn_blocking(move || crate::up::down(&session, &server, &paths))
         .await
         .context("the session stopper thread failed")??;
     if outcome.killed_session {

@@ -339,9 +339,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             &global,
             |ctx| async move { down::run(args, &ctx.config).await },
         ),
-        Command::StatusLine(args) => on_bus(&global, |ctx| async move {
-            status_line::run(args, &ctx.config).await
-        }),
+        // Blocking and without a runtime: a status bar may run it every few seconds.
+        Command::StatusLine(args) => status_line::run(args, &resolve_config(&global)?),
         Command::LastResult(args) => on_bus(&global, |ctx| last_result::run(args, ctx)),
         Command::PromptBox(args) => on_bus(&global, |ctx| async move {
             prompt_box::run(args, &ctx.config).await

@@ -2,14 +2,21 @@
 //!
 //! Counts the bus's workers as healthy (heartbeat present), dead (heartbeat expired) or
 //! quarantined (a quarantine record exists, whatever the heartbeat), plus the total queue
-//! depth. It reads the worker set, then everything else in one pipelined round trip, and
-//! always exits 0: when Redis cannot be reached it prints `pb: redis down`, so a
-//! `#(panebus status-line)` segment never fills the status bar with an error. Sessions made
-//! by `panebus up` do not need it: the coordinator keeps `#{@panebus_status}` current.
+//! depth. A status bar may run it every few seconds, so it is built for start-up time: no
+//! async runtime, one blocking connection without the redis crate's `CLIENT SETINFO`
+//! handshake, and one request — an `EVAL` of [`SUMMARY_SCRIPT`], preceded in the same
+//! write by `AUTH`/`SELECT` when the URL asks for them — so the whole exchange is a single
+//! round trip after connect. It always exits 0: when Redis cannot be reached it prints
+//! `pb: redis down`, so a `#(panebus status-line)` segment never fills the status bar with
+//! an error. Sessions made by `panebus up` do not need it: the coordinator keeps
+//! `#{@panebus_status}` current.
+
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use redis::{IntoConnectionInfo, RedisConnectionInfo};
 
-use crate::bus::{Bus, BusError};
+use crate::bus::Keys;
 use crate::config::Config;
 
 /// Output style.
@@ -39,43 +46,89 @@ pub struct Summary {
     pub queued: usize,
 }
 
-/// Runs `panebus status-line`.
-pub async fn run(args: StatusLineArgs, config: &Config) -> anyhow::Result<()> {
-    let summary = match Bus::connect(config).await {
-        Ok(bus) => summarize(&bus).await.ok(),
-        Err(_) => None,
+/// How long connecting, and then the answer, may take: a status bar must not hang on a
+/// Redis that is gone or stuck.
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Counts the workers in `KEYS[1]` (the worker set). A worker's heartbeat, quarantine
+/// and queue keys are `ARGV[1..2]`, `ARGV[3..4]` and `ARGV[5..6]`: the text before and
+/// after the worker id, as [`Keys`] formats them. It reads keys it was not given, which
+/// is fine on the single Redis primary a bus runs on (see docs/PROTOCOL.md, Redis Cluster).
+pub const SUMMARY_SCRIPT: &str = r"
+local healthy, dead, quarantined, queued = 0, 0, 0, 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  queued = queued + redis.call('LLEN', ARGV[5] .. id .. ARGV[6])
+  if redis.call('EXISTS', ARGV[3] .. id .. ARGV[4]) == 1 then
+    quarantined = quarantined + 1
+  elseif redis.call('EXISTS', ARGV[1] .. id .. ARGV[2]) == 1 then
+    healthy = healthy + 1
+  else
+    dead = dead + 1
+  end
+end
+return {healthy, dead, quarantined, queued}
+";
+
+/// Runs `panebus status-line`. Blocking: the caller runs it without an async runtime.
+pub fn run(args: StatusLineArgs, config: &Config) -> anyhow::Result<()> {
+    let summary = match summarize(&config.redis_url, &config.namespace) {
+        Ok(summary) => Some(summary),
+        Err(err) => {
+            tracing::debug!(error = %err, "status-line: cannot read the bus");
+            None
+        }
     };
-    println!("{}", render(summary, args.format));
-    Ok(())
+    crate::cli::print_text(format!("{}\n", render(summary, args.format)))
 }
 
-/// Reads the counts: the worker set, then one pipeline over all workers.
-pub async fn summarize(bus: &Bus) -> Result<Summary, BusError> {
-    let ids = bus.worker_ids().await?;
-    if ids.is_empty() {
-        return Ok(Summary::default());
-    }
-    let keys = bus.keys();
+/// Reads the counts of the bus `namespace` at `url`: one connection, one round trip.
+pub fn summarize(url: &str, namespace: &str) -> redis::RedisResult<Summary> {
+    let info = url.into_connection_info()?;
+    let settings = info.redis_settings().clone();
+    // AUTH and SELECT go into the request's own pipeline instead of a handshake round
+    // trip of their own; CLIENT SETINFO (two more commands) is not sent at all.
+    let bare = RedisConnectionInfo::default().set_skip_set_lib_name();
+    let client = redis::Client::open(info.set_redis_settings(bare))?;
+    let mut conn = client.get_connection_with_timeout(TIMEOUT)?;
+    conn.set_read_timeout(Some(TIMEOUT))?;
+    conn.set_write_timeout(Some(TIMEOUT))?;
+
     let mut pipe = redis::pipe();
-    for id in &ids {
-        pipe.cmd("EXISTS").arg(keys.heartbeat(id));
-        pipe.cmd("EXISTS").arg(keys.quarantine(id));
-        pipe.cmd("LLEN").arg(keys.queue(id));
-    }
-    let replies: Vec<(bool, bool, usize)> = pipe.query_async(&mut bus.connection()).await?;
-    let mut summary = Summary::default();
-    for (alive, quarantined, queued) in replies {
-        summary.queued += queued;
-        if quarantined {
-            summary.quarantined += 1;
-        } else if alive {
-            summary.healthy += 1;
-        } else {
-            summary.dead += 1;
+    if let Some(password) = settings.password() {
+        let auth = pipe.cmd("AUTH");
+        if let Some(user) = settings.username() {
+            auth.arg(user);
         }
+        auth.arg(password).ignore();
     }
-    Ok(summary)
+    if settings.db() != 0 {
+        pipe.cmd("SELECT").arg(settings.db()).ignore();
+    }
+    let keys = Keys::new(namespace);
+    let mut eval = redis::cmd("EVAL");
+    eval.arg(SUMMARY_SCRIPT).arg(1).arg(keys.workers());
+    for key in [
+        keys.heartbeat(ID_MARK),
+        keys.quarantine(ID_MARK),
+        keys.queue(ID_MARK),
+    ] {
+        let (before, after) = key.split_once(ID_MARK).unwrap_or((key.as_str(), ""));
+        eval.arg(before).arg(after);
+    }
+    pipe.add_command(eval);
+    let ((healthy, dead, quarantined, queued),): ((usize, usize, usize, usize),) =
+        pipe.query(&mut conn)?;
+    Ok(Summary {
+        healthy,
+        dead,
+        quarantined,
+        queued,
+    })
 }
+
+/// Stands for the worker id when a per-worker key is split into the text before and
+/// after it. NUL cannot occur in a namespace (it comes from the environment or argv).
+const ID_MARK: &str = "\0";
 
 /// The line for a summary (`None`: Redis unreachable).
 pub fn render(summary: Option<Summary>, format: LineFormat) -> String {

@@ -7,7 +7,6 @@ use clap::Args;
 
 use crate::config::Config;
 use crate::tmux::TmuxServerRef;
-use crate::up::session::TmuxSocket;
 
 /// Which tmux server to talk to.
 #[derive(Debug, Clone, Default, Args)]
@@ -22,29 +21,29 @@ pub struct TmuxServerArgs {
 }
 
 impl TmuxServerArgs {
-    /// The socket for the `tmux` command line (used before any control client exists):
-    /// `-L`/`-S` when given, else tmux's own choice (which honours `TMUX`).
-    pub fn socket(&self) -> TmuxSocket {
+    /// The server named by `-L`/`-S`, if one was.
+    pub fn explicit(&self) -> Option<TmuxServerRef> {
         match (&self.socket_name, &self.socket_path) {
-            (_, Some(path)) => TmuxSocket::Path(path.clone()),
-            (Some(name), None) => TmuxSocket::Name(name.clone()),
-            (None, None) => TmuxSocket::Default,
+            (_, Some(path)) => Some(TmuxServerRef::Path(path.clone())),
+            (Some(name), None) => Some(TmuxServerRef::Name(name.clone())),
+            (None, None) => None,
         }
     }
 
     /// The server: `-L`/`-S` when given, else the one this process runs under (`TMUX`),
     /// else the default server.
     pub fn server(&self) -> TmuxServerRef {
-        if let Some(name) = &self.socket_name {
-            return TmuxServerRef::Name(name.clone());
+        self.explicit().unwrap_or_else(current_server)
+    }
+
+    /// The flags that select the server again in a command line printed for the user
+    /// (`" -L work"`, `" -S /path"`, or nothing).
+    pub fn hint(&self) -> String {
+        match self.explicit() {
+            Some(TmuxServerRef::Name(name)) => format!(" -L {name}"),
+            Some(TmuxServerRef::Path(path)) => format!(" -S {}", path.display()),
+            Some(TmuxServerRef::Default) | None => String::new(),
         }
-        if let Some(path) = &self.socket_path {
-            return TmuxServerRef::Path(path.clone());
-        }
-        std::env::var("TMUX")
-            .ok()
-            .and_then(|t| TmuxServerRef::from_tmux_env(&t))
-            .unwrap_or(TmuxServerRef::Default)
     }
 
     /// The node name of `server`'s workers. Workers compute their default node from their
@@ -72,4 +71,12 @@ impl TmuxServerArgs {
         .map(|c| c.node)
         .unwrap_or_else(|_| config.node.clone())
     }
+}
+
+/// The server this process runs under (`TMUX`), else the default server.
+pub fn current_server() -> TmuxServerRef {
+    std::env::var("TMUX")
+        .ok()
+        .and_then(|t| TmuxServerRef::from_tmux_env(&t))
+        .unwrap_or(TmuxServerRef::Default)
 }

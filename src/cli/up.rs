@@ -13,11 +13,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::tmux_server::TmuxServerArgs;
+use super::tmux_server::{current_server, TmuxServerArgs};
 use crate::config::{Config, DEFAULT_REDIS_URL};
+use crate::tmux::TmuxServerRef;
 use crate::up::layout_file::{self, Layout, DEFAULT_ROLE, DEFAULT_SESSION};
 use crate::up::paths::Paths;
-use crate::up::session::{exact, Tmux, TmuxSocket};
+use crate::up::session::{exact, Tmux};
 use crate::up::{self as up_mod, RedisChoice, UpOptions, UpOutcome};
 
 /// The layout file `up` reads from the current directory when `-f` is not given.
@@ -57,10 +58,10 @@ pub async fn run(args: UpArgs, config: &Config) -> anyhow::Result<()> {
     })
     .await
     .context("the session builder thread failed")??;
-    print_outcome(&outcome, &options);
+    print_outcome(&outcome, &args.tmux);
     let on_tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if !args.no_attach && on_tty {
-        attach(&options.socket, &options.session)?;
+        attach(&options.server, &options.session)?;
     }
     Ok(())
 }
@@ -125,7 +126,7 @@ fn options(args: &UpArgs, config: &Config) -> anyhow::Result<UpOptions> {
     Ok(UpOptions {
         session,
         layout,
-        socket: args.tmux.socket(),
+        server: args.tmux.server(),
         redis,
         exe,
         env,
@@ -133,7 +134,7 @@ fn options(args: &UpArgs, config: &Config) -> anyhow::Result<UpOptions> {
     })
 }
 
-fn print_outcome(outcome: &UpOutcome, options: &UpOptions) {
+fn print_outcome(outcome: &UpOutcome, tmux: &TmuxServerArgs) {
     let record = &outcome.record;
     println!(
         "panebus up: session {} ({}) on tmux server {}",
@@ -171,22 +172,21 @@ fn print_outcome(outcome: &UpOutcome, options: &UpOptions) {
             record.redis_url
         );
     }
-    let down = match &options.socket {
-        TmuxSocket::Default => String::new(),
-        TmuxSocket::Name(name) => format!(" -L {name}"),
-        TmuxSocket::Path(path) => format!(" -S {}", path.display()),
-    };
-    println!("stop it with: panebus down {}{down}", record.session);
+    println!(
+        "stop it with: panebus down {}{}",
+        record.session,
+        tmux.hint()
+    );
 }
 
 /// Attaches the terminal to the session, or switches the current client when already
 /// inside tmux on the same server (tmux refuses nested clients).
-fn attach(socket: &TmuxSocket, session: &str) -> anyhow::Result<()> {
-    let tmux = Tmux::new(socket.clone());
+fn attach(server: &TmuxServerRef, session: &str) -> anyhow::Result<()> {
+    let tmux = Tmux::new(server.clone());
     let inside = std::env::var_os("TMUX").is_some_and(|v| !v.is_empty());
-    let verb = match (inside, socket) {
-        (true, TmuxSocket::Default) => "switch-client",
-        (true, _) => {
+    let verb = match (inside, server.same_server(&current_server())) {
+        (true, true) => "switch-client",
+        (true, false) => {
             println!("(inside another tmux: not attaching; run `tmux attach -t {session}` from a plain terminal)");
             return Ok(());
         }

@@ -43,7 +43,7 @@ pub const ROLES: [&str; 5] = [
 
 /// The `tmux` command line for the selected server (shared with `panebus up`).
 fn tmux_cli(server: &TmuxServerArgs) -> Tmux {
-    Tmux::new(server.socket())
+    Tmux::new(server.server())
 }
 
 /// Session names reach tmux targets, so keep them plain.

@@ -22,6 +22,9 @@ use super::paths::{ensure_private_dir, Paths, PathsError};
 
 /// How long a fresh redis-server may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time between pings while a fresh redis-server starts: it answers within a few hundred
+/// ms, every ms of which `up` waits for, and a ping of a socket not there yet is cheap.
+const START_POLL: Duration = Duration::from_millis(10);
 /// How long a shut-down redis-server may take to exit (it fsyncs the AOF first).
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest unix socket path that fits `sun_path` on Linux (108) and macOS (104).
@@ -165,7 +168,7 @@ pub fn ensure(paths: &Paths) -> Result<ManagedRedis, ManagedRedisError> {
                 started: true,
             });
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(START_POLL);
     }
     Err(ManagedRedisError::DidNotStart {
         detail: log_tail(&log, log_start),
@@ -228,7 +231,7 @@ pub fn stop(paths: &Paths) -> Result<bool, ManagedRedisError> {
             tracing::info!(socket = %socket.display(), pid, "stopped managed redis-server");
             return Ok(true);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(START_POLL);
     }
     Err(ManagedRedisError::DidNotStop {
         pid: pid.unwrap_or(0),

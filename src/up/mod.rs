@@ -21,8 +21,10 @@ use thiserror::Error;
 
 use layout_file::Layout;
 use paths::Paths;
-use session::{CreatedSession, SessionSpec, Tmux, TmuxSocket};
+use session::{CreatedSession, SessionSpec, Tmux};
 use state::SessionRecord;
+
+use crate::tmux::TmuxServerRef;
 
 /// How `up` chooses its Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +42,8 @@ pub enum RedisChoice {
 pub struct UpOptions {
     pub session: String,
     pub layout: Layout,
-    pub socket: TmuxSocket,
+    /// The tmux server to build the session on.
+    pub server: TmuxServerRef,
     pub redis: RedisChoice,
     /// The `panebus` binary the panes run.
     pub exe: PathBuf,
@@ -75,7 +78,7 @@ pub enum UpError {
 
 /// Brings the session up. Nothing is left running if it fails.
 pub fn up(options: &UpOptions) -> Result<UpOutcome, UpError> {
-    let tmux = Tmux::new(options.socket.clone());
+    let tmux = Tmux::new(options.server.clone());
     if tmux.has_session(&options.session)? {
         return Err(session::SessionError::Exists(options.session.clone()).into());
     }
@@ -158,30 +161,47 @@ pub struct DownOutcome {
     pub redis_users: Vec<String>,
 }
 
+/// Which server `down` looks for the session on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownServer {
+    /// Named with `-L`/`-S`: only a record of that server.
+    Explicit(TmuxServerRef),
+    /// Not named: the only record of that session name, whatever its server; when there
+    /// are several, the one on `fallback` (the server `down` runs under, else the default),
+    /// and an [`UpError::Ambiguous`] when none is there.
+    Any { fallback: TmuxServerRef },
+}
+
 /// Takes down the session `up` started under this name on this server.
-pub fn down(session: &str, socket: &TmuxSocket, paths: &Paths) -> Result<DownOutcome, UpError> {
+pub fn down(session: &str, server: &DownServer, paths: &Paths) -> Result<DownOutcome, UpError> {
     let sessions_dir = paths.sessions_dir();
     let records = state::load_all(&sessions_dir)?;
     let named: Vec<&SessionRecord> = records.iter().filter(|r| r.session == session).collect();
-    let chosen: Vec<&SessionRecord> = match socket {
-        TmuxSocket::Default if named.len() <= 1 => named.clone(),
-        _ => {
-            let wanted = socket_path_of(socket);
-            named
-                .iter()
-                .copied()
-                .filter(|r| same_file(&r.tmux_socket, &wanted))
-                .collect()
-        }
+    let on = |wanted: &TmuxServerRef| -> Vec<&SessionRecord> {
+        named
+            .iter()
+            .copied()
+            .filter(|r| TmuxServerRef::Path(r.tmux_socket.clone()).same_server(wanted))
+            .collect()
+    };
+    let chosen: Vec<&SessionRecord> = match server {
+        DownServer::Any { .. } if named.len() <= 1 => named.clone(),
+        // None on the fallback server: all of them, which reports the ambiguity.
+        DownServer::Any { fallback } => Some(on(fallback))
+            .filter(|found| !found.is_empty())
+            .unwrap_or_else(|| named.clone()),
+        DownServer::Explicit(wanted) => on(wanted),
     };
     let record = match chosen.as_slice() {
         [record] => (*record).clone(),
         [] => {
             return Err(UpError::NotRecorded {
                 session: session.to_string(),
-                where_: match socket {
-                    TmuxSocket::Default => String::new(),
-                    _ => format!(" for tmux server {}", socket_path_of(socket).display()),
+                where_: match server {
+                    DownServer::Any { .. } => String::new(),
+                    DownServer::Explicit(wanted) => {
+                        format!(" for tmux server {}", wanted.socket_path().display())
+                    }
                 },
             })
         }
@@ -196,8 +216,20 @@ pub fn down(session: &str, socket: &TmuxSocket, paths: &Paths) -> Result<DownOut
             })
         }
     };
+    let mut pane_pids = Vec::new();
     let killed_session = if liveness(&record) != Liveness::Gone {
-        let tmux = Tmux::new(TmuxSocket::Path(record.tmux_socket.clone()));
+        let tmux = Tmux::new(TmuxServerRef::Path(record.tmux_socket.clone()));
+        pane_pids = tmux
+            .run(&[
+                "list-panes",
+                "-s",
+                "-t",
+                &record.session_id,
+                "-F",
+                "#{pane_pid}",
+            ])
+            .map(|list| list.lines().filter_map(|l| l.parse().ok()).collect())
+            .unwrap_or_default();
         tmux.kill_session(&record.session_id)?;
         true
     } else {
@@ -219,6 +251,10 @@ pub fn down(session: &str, socket: &TmuxSocket, paths: &Paths) -> Result<DownOut
             }
         }
         if redis_users.is_empty() {
+            // The killed panes' workers and coordinator deregister and release their lease
+            // on SIGHUP; stopping their Redis under them would leave them registered (as
+            // dead workers) in its persisted data.
+            wait_for_exit(&pane_pids, PANES_EXIT_WAIT);
             let redis_paths = Paths {
                 runtime_dir: redis_socket
                     .parent()
@@ -233,6 +269,47 @@ pub fn down(session: &str, socket: &TmuxSocket, paths: &Paths) -> Result<DownOut
         stopped_redis,
         redis_users,
     })
+}
+
+/// How long `down` waits for the processes of the panes it killed before it stops the
+/// managed Redis (an idle worker exits within milliseconds of SIGHUP; one finishing a
+/// command may take longer, and is then left to its own retries).
+const PANES_EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits until every process in `pids` has exited (or `timeout` passed).
+fn wait_for_exit(pids: &[i32], timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while pids.iter().any(|&pid| process_runs(pid)) {
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(
+                ?pids,
+                "pane processes still running; stopping the managed redis-server anyway"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `pid` is a live process: it exists and, where /proc tells, is not a zombie
+/// waiting for tmux to reap it.
+fn process_runs(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may contain spaces.
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                != Some("Z")
+        }
+        // No /proc entry: gone on Linux; on systems without /proc, `kill` said it exists.
+        Err(_) => !Path::new("/proc/self").exists(),
+    }
 }
 
 /// Whether the session of a record still runs.
@@ -250,7 +327,7 @@ pub enum Liveness {
 
 /// Checks a record against the sessions its tmux server lists.
 pub fn liveness(record: &SessionRecord) -> Liveness {
-    let tmux = Tmux::new(TmuxSocket::Path(record.tmux_socket.clone()));
+    let tmux = Tmux::new(TmuxServerRef::Path(record.tmux_socket.clone()));
     match tmux.run(&["list-sessions", "-F", "#{session_id} #{session_name}"]) {
         Ok(list) => {
             let wanted = format!("{} {}", record.session_id, record.session);
@@ -272,30 +349,23 @@ pub fn liveness(record: &SessionRecord) -> Liveness {
     }
 }
 
-/// The socket path tmux uses for a server selection (tmux's own rule:
-/// `$TMUX_TMPDIR` or `/tmp`, then `tmux-UID/NAME`).
-pub fn socket_path_of(socket: &TmuxSocket) -> PathBuf {
-    let by_name = |name: &str| {
-        let base = std::env::var_os("TMUX_TMPDIR")
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-        base.join(format!("tmux-{}", paths::current_uid()))
-            .join(name)
-    };
-    match socket {
-        TmuxSocket::Path(path) => path.clone(),
-        TmuxSocket::Name(name) => by_name(name),
-        TmuxSocket::Default => std::env::var("TMUX")
-            .ok()
-            .and_then(|v| v.split(',').next().map(PathBuf::from))
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| by_name("default")),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
+    #[test]
+    fn exited_and_zombie_processes_do_not_run() {
+        assert!(process_runs(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Exited but not yet reaped: a zombie, which `down` must not wait for.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while process_runs(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!process_runs(pid), "zombie counted as running");
+        child.wait().unwrap();
+        assert!(!process_runs(pid));
+        wait_for_exit(&[pid], Duration::from_secs(1));
     }
 }

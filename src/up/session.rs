@@ -1,11 +1,13 @@
 //! Building the tmux session of `panebus up` with the `tmux` command-line client.
 //!
 //! `up` runs before any coordinator exists, so it drives tmux through its CLI: every call
-//! passes its arguments as separate argv elements (no shell, no tmux command parser), and
-//! pane commands are given as argv lists after `--`, which tmux 3.x executes directly.
-//! The only strings tmux still interprets are formats: `-c` start directories are
-//! format-expanded, so their `#` are doubled here. Names reaching tmux (session, roles)
-//! are restricted to `[A-Za-z0-9_-]` by [`super::layout_file`].
+//! passes its arguments as separate argv elements (no shell), and pane commands are given
+//! as argv lists after `--`, which tmux 3.x executes directly. tmux still interprets two
+//! things: an argument ending in `;` ends the command (the rest of argv would run as more
+//! tmux commands), so [`Tmux::run_many`] escapes that `;` ([`literal_arg`]) and adds the
+//! only real separators itself, to send several commands with one `tmux` process; and `-c`
+//! start directories are format-expanded, so their `#` are doubled here. Names reaching
+//! tmux (session, roles) are restricted to `[A-Za-z0-9_-]` by [`super::layout_file`].
 //!
 //! Layout: one window per role (named after it, panes tiled), then a window named
 //! `coordinator` running `panebus attach --adopt SESSION`. Each window is created running a
@@ -23,6 +25,8 @@ use std::process::Command;
 use thiserror::Error;
 
 use super::layout_file::{Layout, Role};
+use crate::tmux::server::literal_arg;
+use crate::tmux::TmuxServerRef;
 
 /// The pane border `up` puts on its windows: pane index, role and the state word the
 /// coordinator keeps in the pane option `@panebus_state` (`ok`, `hung`, `dead`,
@@ -35,27 +39,6 @@ pub const STATUS_RIGHT: &str = "#{@panebus_status}";
 pub const INITIAL_STATUS: &str = "pb: starting";
 /// Size of the detached session before a client attaches (room for many panes).
 const DETACHED_SIZE: (&str, &str) = ("200", "50");
-
-/// Which tmux server to talk to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TmuxSocket {
-    /// The default server (or the one `$TMUX` points at).
-    Default,
-    /// `-L NAME`.
-    Name(String),
-    /// `-S PATH`.
-    Path(PathBuf),
-}
-
-impl TmuxSocket {
-    fn args(&self) -> Vec<OsString> {
-        match self {
-            TmuxSocket::Default => Vec::new(),
-            TmuxSocket::Name(name) => vec!["-L".into(), name.into()],
-            TmuxSocket::Path(path) => vec!["-S".into(), path.into()],
-        }
-    }
-}
 
 /// A tmux call that failed.
 #[derive(Debug, Error)]
@@ -70,38 +53,49 @@ pub enum SessionError {
     Exists(String),
 }
 
-/// The `tmux` client for one server.
+/// The blocking `tmux` command-line client for one server.
 #[derive(Debug, Clone)]
 pub struct Tmux {
-    socket: TmuxSocket,
+    server: TmuxServerRef,
 }
 
 impl Tmux {
-    pub fn new(socket: TmuxSocket) -> Tmux {
-        Tmux { socket }
+    pub fn new(server: TmuxServerRef) -> Tmux {
+        Tmux { server }
     }
 
     /// The server this client talks to.
-    pub fn socket(&self) -> &TmuxSocket {
-        &self.socket
+    pub fn server(&self) -> &TmuxServerRef {
+        &self.server
     }
 
     /// A `tmux` command with the server selected; the caller adds the arguments.
     pub fn command(&self) -> Command {
-        let mut command = Command::new("tmux");
-        command.args(self.socket.args());
-        if self.socket != TmuxSocket::Default {
-            // An explicit server is meant even when run from inside another tmux.
-            command.env_remove("TMUX");
-        }
-        command
+        self.server.blocking_command()
     }
 
-    /// Runs one tmux command and returns its stdout without the final newline.
+    /// Runs one tmux command and returns its stdout without the final newline. Every
+    /// argument reaches tmux as itself, a final `;` included ([`literal_arg`]).
     pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<String, SessionError> {
+        self.run_many(&[args])
+    }
+
+    /// Runs several tmux commands, in order, with one `tmux` process (tmux stops at the
+    /// first that fails); returns their joined stdout without the final newline. Each
+    /// process costs milliseconds — more on a busy machine — and `up` needs about twenty
+    /// commands, so it sends them in a few batches. Every argument reaches tmux as itself
+    /// ([`literal_arg`]); only the separators added here end a command.
+    pub fn run_many<S: AsRef<OsStr>>(&self, commands: &[&[S]]) -> Result<String, SessionError> {
+        let mut argv: Vec<OsString> = Vec::new();
+        for (i, args) in commands.iter().enumerate() {
+            if i > 0 {
+                argv.push(";".into());
+            }
+            argv.extend(args.iter().map(|arg| literal_arg(arg.as_ref())));
+        }
         let output = self
             .command()
-            .args(args)
+            .args(&argv)
             .stdin(std::process::Stdio::null())
             .output()
             .map_err(|err| match err.kind() {
@@ -110,11 +104,16 @@ impl Tmux {
             })?;
         if !output.status.success() {
             return Err(SessionError::Failed {
-                command: args
+                command: commands
                     .iter()
-                    .map(|a| a.as_ref().to_string_lossy())
+                    .map(|args| {
+                        args.iter()
+                            .map(|a| a.as_ref().to_string_lossy())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
                     .collect::<Vec<_>>()
-                    .join(" "),
+                    .join(" ; "),
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
             });
         }
@@ -254,8 +253,10 @@ fn build(
     let mut session_id = String::new();
     for role in &spec.layout.roles {
         let argv = worker_argv(&spec.exe, role);
+        // Commands that follow the window's creation, sent as one batch.
+        let mut setup: Vec<Vec<OsString>> = Vec::new();
         let (window, pane) = if session_id.is_empty() {
-            let mut args: Vec<OsString> = [
+            let mut args = words(&[
                 "new-session",
                 "-d",
                 "-s",
@@ -264,26 +265,22 @@ fn build(
                 DETACHED_SIZE.0,
                 "-y",
                 DETACHED_SIZE.1,
-            ]
-            .map(OsString::from)
-            .to_vec();
+            ]);
             for (key, value) in &spec.env {
                 args.push("-e".into());
                 args.push(format!("{key}={value}").into());
             }
-            let (sid, window, pane) = new_window(tmux, args, &role.name)?;
+            let (sid, window, pane) = new_window(tmux, &[], args, &role.name)?;
             session_id = sid;
             *session_id_out = Some(session_id.clone());
             for (key, value) in &spec.env {
-                tmux.run(&["set-environment", "-t", &session_id, key, value])?;
+                setup.push(words(&["set-environment", "-t", &session_id, key, value]));
             }
             (window, pane)
         } else {
             let target = format!("{session_id}:");
-            let args = ["new-window", "-d", "-t", &target]
-                .map(OsString::from)
-                .to_vec();
-            let (_, window, pane) = new_window(tmux, args, &role.name)?;
+            let args = words(&["new-window", "-d", "-t", &target]);
+            let (_, window, pane) = new_window(tmux, &[], args, &role.name)?;
             (window, pane)
         };
         first_window.get_or_insert_with(|| window.clone());
@@ -293,13 +290,14 @@ fn build(
             ("pane-border-format", PANE_BORDER_FORMAT),
             ("@panebus_role", role.name.as_str()),
         ] {
-            tmux.run(&["set-option", "-w", "-t", &window, option, value])?;
+            setup.push(words(&["set-option", "-w", "-t", &window, option, value]));
         }
-        respawn(tmux, &pane, role, &argv)?;
+        setup.push(respawn_args(&pane, role, &argv));
+        run_batch(tmux, &setup)?;
         workers.push((role.name.clone(), pane));
         for _ in 1..role.count {
             // The window's options (remain-on-exit, role) already apply to new panes.
-            let mut args: Vec<OsString> = [
+            let mut split = words(&[
                 "split-window",
                 "-d",
                 "-t",
@@ -307,58 +305,64 @@ fn build(
                 "-P",
                 "-F",
                 "#{pane_id}",
-            ]
-            .map(OsString::from)
-            .to_vec();
-            args.extend(start_dir_args(role));
-            args.push("--".into());
-            args.extend(argv.iter().cloned());
-            let pane = tmux.run(&args)?;
-            workers.push((role.name.clone(), pane));
+            ]);
+            split.extend(start_dir_args(role));
+            split.push("--".into());
+            split.extend(argv.iter().cloned());
             // Re-tile after each split so the next one has room.
-            tmux.run(&["select-layout", "-t", &window, "tiled"])?;
+            let layout = words(&["select-layout", "-t", &window, "tiled"]);
+            let pane = run_batch(tmux, &[split, layout])?;
+            workers.push((role.name.clone(), pane));
         }
     }
-    tmux.run(&[
-        "set-option",
-        "-t",
-        &session_id,
-        "@panebus_status",
-        INITIAL_STATUS,
-    ])?;
-    tmux.run(&[
-        "set-option",
-        "-t",
-        &session_id,
-        "status-right",
-        STATUS_RIGHT,
-    ])?;
-    tmux.run(&["set-option", "-t", &session_id, "status-right-length", "80"])?;
-    let target = format!("{session_id}:");
-    let args = ["new-window", "-d", "-t", &target]
-        .map(OsString::from)
-        .to_vec();
-    let (_, window, coordinator_pane) = new_window(tmux, args, "coordinator")?;
-    // A coordinator that fails at start keeps its pane, so its error stays readable.
-    tmux.run(&["set-option", "-w", "-t", &window, "remain-on-exit", "on"])?;
-    let coordinator: Vec<OsString> = vec![
-        "respawn-pane".into(),
-        "-k".into(),
-        "-t".into(),
-        coordinator_pane.clone().into(),
-        "--".into(),
-        spec.exe.clone().into(),
-        "attach".into(),
-        // The workers registered before the coordinator started; `up` made their panes.
-        "--adopt".into(),
-        "--".into(),
-        spec.name.clone().into(),
+    let session_options = [
+        words(&[
+            "set-option",
+            "-t",
+            &session_id,
+            "@panebus_status",
+            INITIAL_STATUS,
+        ]),
+        words(&[
+            "set-option",
+            "-t",
+            &session_id,
+            "status-right",
+            STATUS_RIGHT,
+        ]),
+        words(&["set-option", "-t", &session_id, "status-right-length", "80"]),
     ];
-    tmux.run(&coordinator)?;
+    let target = format!("{session_id}:");
+    let args = words(&["new-window", "-d", "-t", &target]);
+    let (_, window, coordinator_pane) = new_window(tmux, &session_options, args, "coordinator")?;
+    let mut finish = vec![
+        // A coordinator that fails at start keeps its pane, so its error stays readable.
+        words(&["set-option", "-w", "-t", &window, "remain-on-exit", "on"]),
+        vec![
+            "respawn-pane".into(),
+            "-k".into(),
+            "-t".into(),
+            coordinator_pane.clone().into(),
+            "--".into(),
+            spec.exe.clone().into(),
+            "attach".into(),
+            // The workers registered before the coordinator started; `up` made their panes.
+            "--adopt".into(),
+            "--".into(),
+            spec.name.clone().into(),
+        ],
+    ];
     if let Some(window) = &first_window {
-        tmux.run(&["select-window", "-t", window])?;
+        finish.push(words(&["select-window", "-t", window]));
     }
-    let socket = tmux.run(&["display-message", "-p", "-t", &session_id, "#{socket_path}"])?;
+    finish.push(words(&[
+        "display-message",
+        "-p",
+        "-t",
+        &session_id,
+        "#{socket_path}",
+    ]));
+    let socket = run_batch(tmux, &finish)?;
     Ok(CreatedSession {
         session_id,
         workers,
@@ -367,26 +371,36 @@ fn build(
     })
 }
 
-/// Runs `new-session`/`new-window` (`args`) with the placeholder command; returns the
-/// session, window and pane ids.
+fn words(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+/// [`Tmux::run_many`] over owned argument lists.
+fn run_batch(tmux: &Tmux, commands: &[Vec<OsString>]) -> Result<String, SessionError> {
+    let commands: Vec<&[OsString]> = commands.iter().map(Vec::as_slice).collect();
+    tmux.run_many(&commands)
+}
+
+/// Runs `before` (commands without output), then `new-session`/`new-window` (`args`) with
+/// the placeholder command, in one batch; returns the session, window and pane ids.
 fn new_window(
     tmux: &Tmux,
+    before: &[Vec<OsString>],
     mut args: Vec<OsString>,
     name: &str,
 ) -> Result<(String, String, String), SessionError> {
-    args.extend(
-        [
-            "-n",
-            name,
-            "-P",
-            "-F",
-            "#{session_id} #{window_id} #{pane_id}",
-            "--",
-        ]
-        .map(OsString::from),
-    );
+    args.extend(words(&[
+        "-n",
+        name,
+        "-P",
+        "-F",
+        "#{session_id} #{window_id} #{pane_id}",
+        "--",
+    ]));
     args.extend(PLACEHOLDER.map(OsString::from));
-    let out = tmux.run(&args)?;
+    let mut commands = before.to_vec();
+    commands.push(args);
+    let out = run_batch(tmux, &commands)?;
     let ids: Vec<&str> = out.split(' ').collect();
     match ids.as_slice() {
         [session, window, pane] => Ok((session.to_string(), window.to_string(), pane.to_string())),
@@ -397,16 +411,13 @@ fn new_window(
     }
 }
 
-/// Replaces a placeholder pane's command with the real one (same pane id).
-fn respawn(tmux: &Tmux, pane: &str, role: &Role, argv: &[OsString]) -> Result<(), SessionError> {
-    let mut args: Vec<OsString> = ["respawn-pane", "-k", "-t", pane]
-        .map(OsString::from)
-        .to_vec();
+/// The command that replaces a placeholder pane's command with the real one (same pane id).
+fn respawn_args(pane: &str, role: &Role, argv: &[OsString]) -> Vec<OsString> {
+    let mut args = words(&["respawn-pane", "-k", "-t", pane]);
     args.extend(start_dir_args(role));
     args.push("--".into());
     args.extend(argv.iter().cloned());
-    tmux.run(&args)?;
-    Ok(())
+    args
 }
 
 #[cfg(test)]
