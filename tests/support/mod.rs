@@ -182,3 +182,5 @@ impl Drop for TmuxServer {
             .status();
     }
 }
+
+pub mod chaos;
