@@ -446,9 +446,25 @@ fn judge(
                 })
                 .unwrap_or(0);
             if explaining < deliveries as usize - 1 {
+                let trail: Vec<String> = events
+                    .iter()
+                    .filter(|e| {
+                        e.command_id == s.id
+                            || (e.worker == s.worker
+                                && !e.kind.starts_with("command_")
+                                && e.ts_ms + 5000 >= s.sent_ms
+                                && e.ts_ms <= finished_ms + 1000)
+                            || (e.worker.is_empty() && e.ts_ms + 5000 >= s.sent_ms && e.ts_ms <= finished_ms + 1000)
+                    })
+                    .map(|e| format!("{} {} {} {}", e.ts_ms, e.kind, e.worker, e.details))
+                    .collect();
                 table.unexplained.push(format!(
-                    "{} on {}: {deliveries} deliveries, {explaining} deaths",
-                    s.id, s.worker
+                    "{} on {} (sent {}, finished {}): {deliveries} deliveries, {explaining} deaths; events:\n{}",
+                    s.id,
+                    s.worker,
+                    s.sent_ms,
+                    finished_ms,
+                    trail.join("\n")
                 ));
             }
         }
