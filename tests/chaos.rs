@@ -68,7 +68,11 @@ struct Sent {
 struct Kill {
     worker: String,
     pid: u32,
+    /// Just before the signal (detection is measured from here).
     at_ms: u64,
+    /// Just after it: the latest the process can have died (a loaded machine may
+    /// deschedule the harness between the two).
+    done_ms: u64,
     coordinator_up: bool,
 }
 
@@ -93,6 +97,11 @@ struct Table {
     redis_restarts: usize,
     ambiguous_enqueues: usize,
     detection_ms: Vec<u64>,
+    slow_detections: Vec<String>,
+    /// Times the coordinator was found to have exited without being killed.
+    coordinator_exits: usize,
+    /// When each fault was injected (ms since the epoch, with its name).
+    faults: Vec<(u64, &'static str)>,
     wall: Duration,
 }
 
@@ -117,9 +126,13 @@ impl Table {
             plan.dispatch_over,
             plan.kill_every,
             self.wall.as_secs_f64(),
-            std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
         );
-        println!("| sent | completed | dlq | duplicated | lost | kills | respawns | detection p99 |");
+        println!(
+            "| sent | completed | dlq | duplicated | lost | kills | respawns | detection p99 |"
+        );
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} ms |",
@@ -159,6 +172,22 @@ impl Table {
             percentile(&detection, 0.99),
             detection.last().copied().unwrap_or(0)
         );
+        for slow in &self.slow_detections {
+            println!("  slow detection: {slow}");
+        }
+        for (at, what) in &self.faults {
+            println!("  fault at {at}: {what}");
+        }
+    }
+
+    fn is_clean(&self) -> bool {
+        self.lost.is_empty()
+            && self.conflicts.is_empty()
+            && self.unexplained.is_empty()
+            && self.misplaced.is_empty()
+            && self.kills_undetected.is_empty()
+            && self.slow_detections.is_empty()
+            && self.coordinator_exits == 0
     }
 
     fn assert_clean(&self) {
@@ -182,6 +211,11 @@ impl Table {
             self.kills_undetected.is_empty(),
             "kills the coordinator never reported: {:?}",
             self.kills_undetected
+        );
+        assert_eq!(
+            self.coordinator_exits, 0,
+            "the coordinator exited without being killed: {:?}",
+            self.faults
         );
         assert_eq!(self.completed + self.dlq, self.sent);
     }
@@ -320,6 +354,7 @@ fn killer(
                 worker: Installation::worker_id(pane),
                 pid,
                 at_ms,
+                done_ms: now_ms(),
                 coordinator_up: coordinator_up.load(Ordering::SeqCst),
             });
         }
@@ -390,16 +425,39 @@ fn judge(
         ambiguous_enqueues: sent.iter().filter(|s| s.ambiguous).count(),
         ..Table::default()
     };
-    // Deaths per worker: the harness's kills and the coordinator's kills of hung workers.
-    let mut deaths: HashMap<&str, Vec<u64>> = HashMap::new();
+    // When each killed process died: after the signal, and by the time the coordinator
+    // reported it (a process takes a while to be torn down, and its parked BLMOVE can still
+    // be served a command meanwhile).
+    let exited: HashMap<(&str, u64), u64> = events
+        .iter()
+        .filter(|e| e.kind == "pane_exited")
+        .filter_map(|e| Some(((e.worker.as_str(), e.details["pid"].as_u64()?), e.ts_ms)))
+        .collect();
+    // Deaths per worker, as (earliest, latest) times: the harness's kills and the
+    // coordinator's kills of hung workers.
+    let mut deaths: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
     for k in kills {
-        deaths.entry(k.worker.as_str()).or_default().push(k.at_ms);
+        let latest = exited
+            .get(&(k.worker.as_str(), k.pid as u64))
+            .copied()
+            .unwrap_or(k.done_ms)
+            .max(k.done_ms);
+        deaths
+            .entry(k.worker.as_str())
+            .or_default()
+            .push((k.at_ms, latest));
     }
     for e in events.iter().filter(|e| e.kind == "pane_respawned") {
         table.respawns += 1;
-        if e.details["reason"].as_str().is_some_and(|r| r.contains("hung")) {
+        if e.details["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("hung"))
+        {
             table.hung_kills += 1;
-            deaths.entry(e.worker.as_str()).or_default().push(e.ts_ms);
+            deaths
+                .entry(e.worker.as_str())
+                .or_default()
+                .push((e.ts_ms, e.ts_ms));
         }
     }
     for s in sent {
@@ -411,8 +469,7 @@ fn judge(
             (true, None) => table.completed += 1,
             (false, Some(entries)) => {
                 table.dlq += 1;
-                if s.kind == UNHANDLED
-                    && entries.iter().all(|e| e.reason == DlqReason::UnknownType)
+                if s.kind == UNHANDLED && entries.iter().all(|e| e.reason == DlqReason::UnknownType)
                 {
                     table.dlq_unhandled += 1;
                 } else if entries
@@ -421,7 +478,9 @@ fn judge(
                 {
                     table.dlq_exhausted += 1;
                 } else {
-                    table.conflicts.push(format!("{} ({:?})", s.id, entries[0].reason));
+                    table
+                        .conflicts
+                        .push(format!("{} ({:?})", s.id, entries[0].reason));
                 }
             }
             (false, None) => table.lost.push(format!("{} -> {}", s.id, s.worker)),
@@ -441,7 +500,9 @@ fn judge(
                 .get(s.worker.as_str())
                 .map(|d| {
                     d.iter()
-                        .filter(|&&t| t >= s.sent_ms && t <= finished_ms)
+                        .filter(|&&(earliest, latest)| {
+                            latest >= s.sent_ms && earliest <= finished_ms
+                        })
                         .count()
                 })
                 .unwrap_or(0);
@@ -454,7 +515,9 @@ fn judge(
                                 && !e.kind.starts_with("command_")
                                 && e.ts_ms + 5000 >= s.sent_ms
                                 && e.ts_ms <= finished_ms + 1000)
-                            || (e.worker.is_empty() && e.ts_ms + 5000 >= s.sent_ms && e.ts_ms <= finished_ms + 1000)
+                            || (e.worker.is_empty()
+                                && e.ts_ms + 5000 >= s.sent_ms
+                                && e.ts_ms <= finished_ms + 1000)
                     })
                     .map(|e| format!("{} {} {} {}", e.ts_ms, e.kind, e.worker, e.details))
                     .collect();
@@ -483,11 +546,6 @@ fn judge(
     }
     // Detection: kill -9 -> the coordinator's pane_exited for that pid, for kills while a
     // coordinator ran and was not killed within the next second.
-    let exited: HashMap<(&str, u64), u64> = events
-        .iter()
-        .filter(|e| e.kind == "pane_exited")
-        .filter_map(|e| Some(((e.worker.as_str(), e.details["pid"].as_u64()?), e.ts_ms)))
-        .collect();
     for k in kills {
         match exited.get(&(k.worker.as_str(), k.pid as u64)) {
             Some(&ts) => {
@@ -496,7 +554,14 @@ fn judge(
                         .iter()
                         .any(|&c| c >= k.at_ms && c <= k.at_ms + 1000);
                 if steady {
-                    table.detection_ms.push(ts.saturating_sub(k.at_ms));
+                    let took = ts.saturating_sub(k.at_ms);
+                    if took > 1000 {
+                        table.slow_detections.push(format!(
+                            "{} pid {} killed at {} detected after {took} ms",
+                            k.worker, k.pid, k.at_ms
+                        ));
+                    }
+                    table.detection_ms.push(took);
                 }
             }
             None => table
@@ -510,7 +575,11 @@ fn judge(
 fn run(plan: Plan) -> Table {
     let started = Instant::now();
     let mut inst = Installation::start(plan.workers, &[]);
-    let workers: Vec<String> = inst.panes.iter().map(|p| Installation::worker_id(p)).collect();
+    let workers: Vec<String> = inst
+        .panes
+        .iter()
+        .map(|p| Installation::worker_id(p))
+        .collect();
     let aof: HashMap<String, String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("append*")
@@ -548,32 +617,44 @@ fn run(plan: Plan) -> Table {
     let faults = {
         let coordinator_up = Arc::clone(&coordinator_up);
         std::thread::spawn(move || {
-            let mut coordinator_kills_ms = Vec::new();
+            let mut fault_log = Vec::new();
             for (at, fault) in schedule {
                 if let Some(wait) = at.checked_sub(dispatch_started.elapsed()) {
                     std::thread::sleep(wait);
                 }
+                if inst.coordinator_exit().is_some() {
+                    fault_log.push((now_ms(), "coordinator had exited by itself"));
+                }
                 match fault {
                     Fault::KillCoordinator => {
                         coordinator_up.store(false, Ordering::SeqCst);
-                        coordinator_kills_ms.push(now_ms());
+                        fault_log.push((now_ms(), "coordinator killed"));
                         inst.kill_coordinator();
                     }
                     Fault::StartCoordinator => {
+                        fault_log.push((now_ms(), "coordinator started"));
                         inst.start_coordinator(&[]);
+                        fault_log.push((now_ms(), "coordinator leads"));
                         coordinator_up.store(true, Ordering::SeqCst);
                     }
-                    Fault::RestartRedis => inst.redis.restart(),
+                    Fault::RestartRedis => {
+                        fault_log.push((now_ms(), "redis killed"));
+                        inst.redis.restart();
+                        fault_log.push((now_ms(), "redis answers again"));
+                    }
                 }
             }
-            (inst, coordinator_kills_ms)
+            (inst, fault_log)
         })
     };
     let sent = dispatch_all(config, &plan, &workers);
-    let (inst, coordinator_kills_ms) = faults.join().unwrap();
+    let (mut inst, mut fault_log) = faults.join().unwrap();
     stop.store(true, Ordering::SeqCst);
     killer.join().unwrap();
 
+    if inst.coordinator_exit().is_some() {
+        fault_log.push((now_ms(), "coordinator had exited by itself"));
+    }
     // Every worker back, then every command settled.
     for pane in inst.panes.clone() {
         inst.wait_managed(&pane);
@@ -584,13 +665,28 @@ fn run(plan: Plan) -> Table {
     }
     let kills = kills.lock().unwrap().clone();
     let events = inst.events();
+    let coordinator_kills_ms: Vec<u64> = fault_log
+        .iter()
+        .filter(|(_, what)| *what == "coordinator killed")
+        .map(|(at, _)| *at)
+        .collect();
     let mut table = judge(&inst, &sent, &kills, &events, &coordinator_kills_ms);
+    table.coordinator_exits = fault_log
+        .iter()
+        .filter(|(_, what)| what.contains("by itself"))
+        .count();
+    table.faults = fault_log;
     table.coordinator_restarts = plan.coordinator_kills.len();
     table.redis_restarts = 1;
     table.wall = started.elapsed();
     table.print(&plan);
-    if !table.lost.is_empty() || !table.misplaced.is_empty() {
-        println!("coordinator log:\n{}", inst.log("coordinator.log"));
+    if !table.is_clean() {
+        let log = inst.log("coordinator.log");
+        let lines: Vec<&str> = log.lines().collect();
+        println!(
+            "coordinator log (last 200 lines):\n{}",
+            lines[lines.len().saturating_sub(200)..].join("\n")
+        );
     }
     assert!(
         inst.count("coordinator_started") > plan.coordinator_kills.len(),

@@ -106,8 +106,7 @@ impl Installation {
     /// Redis (AOF on) and a tmux session with its environment set; no coordinator or
     /// workers yet.
     pub fn new(overrides: &[(&str, &str)]) -> Installation {
-        let redis =
-            RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "everysec"]);
+        let redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "everysec"]);
         let tmux = TmuxServer::start(SESSION);
         let installation = Installation {
             redis,
@@ -238,11 +237,26 @@ impl Installation {
             .expect("start panebus attach");
         let pid = child.id();
         self.coordinator = Some(Proc(child));
-        wait_for("the coordinator holds the lease", Duration::from_secs(30), || {
-            let holder: Option<String> = self.conn().get(self.keys.lease(NODE, SESSION)).ok().flatten();
-            // `<token> <host>:<pid>:<random>`
-            holder.is_some_and(|h| h.split(':').nth(1) == Some(&pid.to_string()))
-        });
+        wait_for(
+            "the coordinator holds the lease",
+            Duration::from_secs(30),
+            || {
+                let holder: Option<String> = self
+                    .conn()
+                    .get(self.keys.lease(NODE, SESSION))
+                    .ok()
+                    .flatten();
+                // `<token> <host>:<pid>:<random>`
+                holder.is_some_and(|h| h.split(':').nth(1) == Some(&pid.to_string()))
+            },
+        );
+    }
+
+    /// How the coordinator ended, if it is not running any more.
+    pub fn coordinator_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.coordinator
+            .as_mut()
+            .and_then(|proc| proc.0.try_wait().unwrap())
     }
 
     /// Kills the coordinator with SIGKILL (its workers keep running).
@@ -287,7 +301,13 @@ impl Installation {
         let out = self
             .tmux
             .cmd()
-            .args(["display-message", "-p", "-t", pane, "#{pane_dead} #{pane_pid}"])
+            .args([
+                "display-message",
+                "-p",
+                "-t",
+                pane,
+                "#{pane_dead} #{pane_pid}",
+            ])
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
