@@ -60,7 +60,7 @@ pub enum BusError {
     Timeout { what: String, after: Duration },
 
     /// Redis answered with an error or the connection broke mid-request.
-    #[error("redis error: {0}")]
+    #[error("redis error: {0}{hint}", hint = redis_hint(.0))]
     Redis(#[from] redis::RedisError),
 }
 
@@ -93,6 +93,22 @@ impl BusError {
             }
             _ => false,
         }
+    }
+}
+
+/// What to do about a Redis error whose cause is outside PaneBus, appended to its message.
+fn redis_hint(e: &redis::RedisError) -> &'static str {
+    let misconf = e
+        .clone()
+        .into_server_errors()
+        .is_some_and(|errors| errors.iter().any(|(_, err)| err.code() == "MISCONF"));
+    if misconf {
+        " — Redis refuses writes because it cannot save its data (disk full or not writable): \
+         free disk space on the file system of its data directory (`redis-cli config get dir`; \
+         for the managed Redis of `panebus up`, $XDG_STATE_HOME/panebus/redis) or fix its \
+         permissions; Redis accepts writes again once a save succeeds"
+    } else {
+        ""
     }
 }
 
@@ -134,5 +150,16 @@ mod tests {
             let err = server_error(reply);
             assert!(!err.is_connection_error(), "{err}");
         }
+    }
+
+    #[test]
+    fn a_redis_that_cannot_save_says_to_free_disk_space() {
+        let err =
+            server_error(b"-MISCONF Errors writing to the AOF file: No space left on device\r\n");
+        let text = err.to_string();
+        assert!(text.contains("No space left on device"), "{text}");
+        assert!(text.contains("free disk space"), "{text}");
+        let other = server_error(b"-ERR unknown command\r\n").to_string();
+        assert!(!other.contains("disk"), "{other}");
     }
 }
