@@ -107,6 +107,15 @@ impl Installation {
     /// workers yet.
     pub fn new(overrides: &[(&str, &str)]) -> Installation {
         let redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "everysec"]);
+        Installation::on(redis, overrides)
+    }
+
+    /// Like [`Installation::new`] with a Redis that keeps nothing across a restart.
+    pub fn without_persistence(overrides: &[(&str, &str)]) -> Installation {
+        Installation::on(RedisServer::start(), overrides)
+    }
+
+    fn on(redis: RedisServer, overrides: &[(&str, &str)]) -> Installation {
         let tmux = TmuxServer::start(SESSION);
         let installation = Installation {
             redis,
