@@ -163,7 +163,11 @@ async fn latencies(bin: &str, url: &str, bus: &Bus, workers: &[String], rounds: 
         let (bin, url, w) = (bin.to_string(), url.to_string(), w.clone());
         dispatch.push(
             tokio::task::spawn_blocking(move || {
-                cli(&bin, &url, &["dispatch", &w, "ping", "--wait", "--wait-timeout", "60"])
+                cli(
+                    &bin,
+                    &url,
+                    &["dispatch", &w, "ping", "--wait", "--wait-timeout", "60"],
+                )
             })
             .await
             .unwrap(),
@@ -229,7 +233,10 @@ async fn main() {
     config.max_queue_depth = 1_000_000;
     let bus = Bus::connect(&config).await.unwrap();
 
-    println!("load: {n_workers} panebus worker processes, heartbeat every 1 s; load before {}", loadavg());
+    println!(
+        "load: {n_workers} panebus worker processes, heartbeat every 1 s; load before {}",
+        loadavg()
+    );
     let started = Instant::now();
     let mut guards = Vec::new();
     for _ in 0..n_workers {
@@ -251,7 +258,10 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    println!("registered: all {n_workers} in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "registered: all {n_workers} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Idle: what the workers alone cost Redis.
@@ -291,9 +301,13 @@ async fn main() {
         let (b, u) = (bin.clone(), url.clone());
         tokio::task::spawn_blocking(move || {
             let t = Instant::now();
-            let out = panebus(&b, &u, &["broadcast", "ping", "--wait", "--wait-timeout", "120"])
-                .output()
-                .unwrap();
+            let out = panebus(
+                &b,
+                &u,
+                &["broadcast", "ping", "--wait", "--wait-timeout", "120"],
+            )
+            .output()
+            .unwrap();
             assert!(
                 out.status.success(),
                 "broadcast failed: {}",
