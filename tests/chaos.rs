@@ -91,6 +91,9 @@ struct Table {
     misplaced: Vec<String>,
     kills: usize,
     kills_undetected: Vec<String>,
+    /// Kills around a Redis restart whose `pane_exited` and `pane_respawned` events the
+    /// coordinator could not write (events are best effort).
+    kills_unrecorded: usize,
     hung_kills: usize,
     respawns: usize,
     coordinator_restarts: usize,
@@ -155,10 +158,12 @@ impl Table {
             self.misplaced.len()
         );
         println!(
-            "kills: {} by the harness ({} undetected), {} hung workers killed by the coordinator; \
-             coordinator restarts {}, Redis restarts {}, enqueues whose reply was lost {}",
+            "kills: {} by the harness ({} undetected, {} with their events lost to the Redis \
+             restart), {} hung workers killed by the coordinator; coordinator restarts {}, \
+             Redis restarts {}, enqueues whose reply was lost {}",
             self.kills,
             self.kills_undetected.len(),
+            self.kills_unrecorded,
             self.hung_kills,
             self.coordinator_restarts,
             self.redis_restarts,
@@ -417,6 +422,7 @@ fn judge(
     kills: &[Kill],
     events: &[StreamEvent],
     coordinator_kills_ms: &[u64],
+    redis_outages: &[(u64, u64)],
 ) -> Table {
     let o = outcomes(inst, sent);
     let mut table = Table {
@@ -546,6 +552,11 @@ fn judge(
     }
     // Detection: kill -9 -> the coordinator's pane_exited for that pid, for kills while a
     // coordinator ran and was not killed within the next second.
+    let respawned: HashSet<(&str, u64)> = events
+        .iter()
+        .filter(|e| e.kind == "pane_respawned")
+        .filter_map(|e| Some((e.worker.as_str(), e.details["old_pid"].as_u64()?)))
+        .collect();
     for k in kills {
         match exited.get(&(k.worker.as_str(), k.pid as u64)) {
             Some(&ts) => {
@@ -563,6 +574,15 @@ fn judge(
                     }
                     table.detection_ms.push(took);
                 }
+            }
+            // The coordinator's events are best effort: one it could not write while Redis
+            // was restarting is gone, but the pane must still have been respawned.
+            None if respawned.contains(&(k.worker.as_str(), k.pid as u64)) => {}
+            None if redis_outages
+                .iter()
+                .any(|&(from, to)| k.at_ms + 1000 >= from && k.at_ms <= to + 3000) =>
+            {
+                table.kills_unrecorded += 1
             }
             None => table
                 .kills_undetected
@@ -670,7 +690,25 @@ fn run(plan: Plan) -> Table {
         .filter(|(_, what)| *what == "coordinator killed")
         .map(|(at, _)| *at)
         .collect();
-    let mut table = judge(&inst, &sent, &kills, &events, &coordinator_kills_ms);
+    let at = |what: &str| -> Vec<u64> {
+        fault_log
+            .iter()
+            .filter(|(_, w)| *w == what)
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    let redis_outages: Vec<(u64, u64)> = at("redis killed")
+        .into_iter()
+        .zip(at("redis answers again"))
+        .collect();
+    let mut table = judge(
+        &inst,
+        &sent,
+        &kills,
+        &events,
+        &coordinator_kills_ms,
+        &redis_outages,
+    );
     table.coordinator_exits = fault_log
         .iter()
         .filter(|(_, what)| what.contains("by itself"))
