@@ -60,7 +60,7 @@ pub enum BusError {
     Timeout { what: String, after: Duration },
 
     /// Redis answered with an error or the connection broke mid-request.
-    #[error("redis error: {0}")]
+    #[error("redis error: {0}{hint}", hint = redis_hint(.0))]
     Redis(#[from] redis::RedisError),
 }
 
@@ -81,10 +81,22 @@ fn unreachable_hint(url: &str, reason: &str) -> String {
         )
     }
 }
+/// Error codes of a Redis that is up but cannot serve the request for now: still loading
+/// its data after a restart, a failover in progress, or refusing writes because it could
+/// not persist them (MISCONF: disk full or unwritable). Retrying later succeeds once the
+/// condition clears, so they are handled like a connection loss.
+const TEMPORARY_CODES: &[&str] = &[
+    "LOADING",
+    "TRYAGAIN",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "MISCONF",
+];
 
 impl BusError {
     /// True when the error means Redis is (temporarily) out of reach, so retrying later may
-    /// succeed.
+    /// succeed: no connection, or a server that answers but cannot serve yet (see
+    /// `TEMPORARY_CODES`).
     pub fn is_connection_error(&self) -> bool {
         match self {
             BusError::Unreachable { .. } => true,
@@ -94,8 +106,77 @@ impl BusError {
                     || e.is_connection_refusal()
                     || e.is_timeout()
                     || e.is_unrecoverable_error()
+                    || is_temporary_server_error(e)
             }
             _ => false,
         }
+    }
+}
+
+/// What to do about a Redis error whose cause is outside PaneBus, appended to its message.
+fn redis_hint(e: &redis::RedisError) -> &'static str {
+    let misconf = e
+        .clone()
+        .into_server_errors()
+        .is_some_and(|errors| errors.iter().any(|(_, err)| err.code() == "MISCONF"));
+    if misconf {
+        " — Redis refuses writes because it cannot save its data (disk full or not writable): \
+         free disk space on the file system of its data directory (`redis-cli config get dir`; \
+         for the managed Redis of `panebus up`, $XDG_STATE_HOME/panebus/redis) or fix its \
+         permissions; Redis accepts writes again once a save succeeds"
+    } else {
+        ""
+    }
+}
+
+/// Whether a server error reply (or any reply of a failed pipeline) is one of
+/// `TEMPORARY_CODES`.
+fn is_temporary_server_error(e: &redis::RedisError) -> bool {
+    e.clone().into_server_errors().is_some_and(|errors| {
+        errors
+            .iter()
+            .any(|(_, err)| TEMPORARY_CODES.contains(&err.code()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BusError;
+
+    fn server_error(reply: &[u8]) -> BusError {
+        let value = redis::parse_redis_value(reply).unwrap();
+        BusError::Redis(value.extract_error().unwrap_err())
+    }
+
+    #[test]
+    fn a_redis_that_is_loading_or_cannot_persist_is_temporarily_unavailable() {
+        for reply in [
+            &b"-LOADING Redis is loading the dataset in memory\r\n"[..],
+            b"-MISCONF Errors writing to the AOF file: No space left on device\r\n",
+            b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+            b"-MASTERDOWN Link with MASTER is down\r\n",
+        ] {
+            let err = server_error(reply);
+            assert!(err.is_connection_error(), "{err}");
+        }
+        for reply in [
+            &b"-ERR unknown command\r\n"[..],
+            b"-NOSCRIPT No matching script\r\n",
+            b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        ] {
+            let err = server_error(reply);
+            assert!(!err.is_connection_error(), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_redis_that_cannot_save_says_to_free_disk_space() {
+        let err =
+            server_error(b"-MISCONF Errors writing to the AOF file: No space left on device\r\n");
+        let text = err.to_string();
+        assert!(text.contains("No space left on device"), "{text}");
+        assert!(text.contains("free disk space"), "{text}");
+        let other = server_error(b"-ERR unknown command\r\n").to_string();
+        assert!(!other.contains("disk"), "{other}");
     }
 }

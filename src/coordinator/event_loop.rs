@@ -93,6 +93,11 @@ pub(super) struct Supervisor<'a> {
     pub(super) adopt_since_ms: u64,
     pub(super) shown_status: Option<String>,
     pub(super) renewed_at: Instant,
+    /// Since when Redis has answered without interruption (`None` right after a failed
+    /// step). A heartbeat that expired while Redis was away says nothing about the worker:
+    /// the heartbeat grace runs again from here, so healthy workers get the time to beat
+    /// again after an outage instead of being killed as hung.
+    pub(super) redis_contact_since: Option<SystemTime>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -121,6 +126,7 @@ impl<'a> Supervisor<'a> {
             adopt_since_ms,
             shown_status: None,
             renewed_at: Instant::now(),
+            redis_contact_since: Some(SystemTime::now()),
         }
     }
 
@@ -158,6 +164,9 @@ impl<'a> Supervisor<'a> {
                 // The notification stream reports the end; keep reading it.
                 Err(CoordinatorError::Tmux(TmuxError::Exited { .. })) => {}
                 Err(e) if e.is_transient() => {
+                    if matches!(&e, CoordinatorError::Bus(bus) if bus.is_connection_error()) {
+                        self.redis_contact_since = None;
+                    }
                     tracing::warn!(error = %e, "coordinator step failed; retrying on the next tick");
                 }
                 Err(e) => return Err(e),
@@ -461,6 +470,7 @@ impl<'a> Supervisor<'a> {
             Some((since, exit)) => policy::PaneState::Dead { since, exit },
             None => {
                 let fresh = self.bus.heartbeat_ttl(&worker).await?.is_some();
+                self.redis_contact_since.get_or_insert(now);
                 let m = self.panes.get_mut(&pane).expect("checked above");
                 if fresh {
                     m.heartbeat_missing_since = None;
@@ -478,10 +488,11 @@ impl<'a> Supervisor<'a> {
         };
         let history = history::load(self.bus, &worker).await?;
         let m = self.panes.get_mut(&pane).expect("checked above");
-        let health = PaneHealth {
-            started_at: m.started_at,
-            state,
+        let started_at = match (&state, self.redis_contact_since) {
+            (policy::PaneState::Running { .. }, Some(contact)) => m.started_at.max(contact),
+            _ => m.started_at,
         };
+        let health = PaneHealth { started_at, state };
         let action = policy::decide(&health, &history, now, &self.opts.policy, m.jitter);
         m.state = match (&state, &action, history.quarantined) {
             (_, _, true) | (_, Action::Quarantine { .. }, _) => PaneState::Quarantined,

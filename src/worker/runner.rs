@@ -278,9 +278,11 @@ impl Runner {
                     next
                 }
             };
-            if next.is_ok() && backoff.attempt() > 0 {
+            // Back after failures: register again if Redis lost the record. Until that worked
+            // (the shared connection may still be reconnecting when the blocking one already
+            // works), try again after the next take rather than waiting for a heartbeat.
+            if next.is_ok() && backoff.attempt() > 0 && self.ensure_registered().await {
                 tracing::info!(worker = %self.id(), failures = backoff.attempt(), "Redis is reachable again");
-                self.ensure_registered().await;
                 backoff.reset();
             }
             let delivery = match next {
@@ -318,12 +320,18 @@ impl Runner {
     }
 
     /// A heartbeat right away, so a worker whose record Redis lost registers again as soon
-    /// as Redis is back rather than at the next heartbeat.
-    async fn ensure_registered(&self) {
+    /// as Redis is back rather than at the next heartbeat. False when Redis did not answer.
+    async fn ensure_registered(&self) -> bool {
         match heartbeat::beat(&self.bus, &self.info, self.config.heartbeat_ttl).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => self.fenced.cancel(),
-            Err(e) => tracing::debug!(worker = %self.id(), error = %e, "registration check failed"),
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => {
+                self.fenced.cancel();
+                true
+            }
+            Err(e) => {
+                tracing::debug!(worker = %self.id(), error = %e, "registration check failed");
+                false
+            }
         }
     }
 

@@ -183,3 +183,5 @@ impl Drop for TmuxServer {
     }
 }
 pub mod deployments;
+
+pub mod chaos;

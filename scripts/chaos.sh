@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The long chaos run (tests/chaos.rs, `chaos_long`) in release: 6 worker panes under a
+# coordinator, a private tmux server and a private redis-server (AOF, appendfsync
+# everysec); 4 dispatchers send 6000 commands over 60 s while the harness kill -9s a random
+# worker every ~300 ms, kills and restarts the coordinator twice and restarts Redis once.
+# Prints the table (sent, completed, dlq, duplicated, lost, kills, respawns, detection p99)
+# and fails if a command was lost, ended twice, or was redelivered without a kill.
+#
+#   scripts/chaos.sh
+#   PB_CHAOS_COMMANDS=20000 PB_CHAOS_SECONDS=180 scripts/chaos.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+cargo test --release -p panebus --test chaos --no-run 2>&1 | tail -1
+cargo test --release -p panebus --test chaos -- --ignored --nocapture --exact chaos_long 2>&1 \
+    | sed -n '/^chaos long/,/^test result/p'
