@@ -5,12 +5,13 @@
 //! heartbeat task. Then, per command: BLMOVE queue → processing; run the handler under its
 //! timeout (if it is still running after [`MARK_DELAY`], mark the worker busy and emit
 //! `command_received` meanwhile; a faster command sends that event with its outcome, which
-//! saves a round trip); then, in one pipelined round trip, store the result, dead-letter it
-//! if it failed, ack it (fenced by generation) and emit `command_completed`/`command_failed`.
-//! A result is always stored before the ack, so a crash in between redelivers the command
-//! rather than losing it. That pipeline runs while the loop already waits for the next
-//! command on its own connection; its outcome (e.g. fenced) is looked at before the next
-//! command runs. On a stop request the worker stops taking work, lets the command
+//! saves a round trip); then dead-letter it if it failed, store the result, ack it (fenced
+//! by generation) and emit `command_completed`/`command_failed`. A result is always stored
+//! before the ack, so a crash in between redelivers the command rather than losing it. On a
+//! single Redis server that finish goes out in one pipeline with the next BLMOVE on the
+//! blocking connection (one round trip per command); elsewhere it runs on the shared
+//! connection while the BLMOVE waits on its own. Its outcome (e.g. fenced) is looked at
+//! before the next command runs. On a stop request the worker stops taking work, lets the command
 //! in flight finish within [`SHUTDOWN_GRACE`] (else puts it back at the head of its queue),
 //! deregisters and emits `worker_stopped`.
 
