@@ -37,7 +37,7 @@ return {1, redis.call('LPUSH', KEYS[1], ARGV[1])}
 static ENQUEUE_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(ENQUEUE));
 
-/// The ack is on every command's finish pipeline: sent as EVALSHA, loaded on NOSCRIPT.
+/// [`Bus::ack`] sends the ack as EVALSHA, loading it on NOSCRIPT.
 static ACK_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(ACK));
 
@@ -227,15 +227,42 @@ impl Bus {
         worker: &str,
         block: Duration,
     ) -> Result<Option<Delivery>, BusError> {
-        let raw: Option<String> = redis::cmd("BLMOVE")
-            .arg(self.keys.queue(worker))
-            .arg(self.keys.processing(worker))
-            .arg("RIGHT")
-            .arg("LEFT")
-            .arg(block_seconds(block))
+        let raw: Option<String> = self
+            .take_cmd(worker, block)
             .query_async(&mut blocking.conn)
             .await?;
         Ok(raw.map(Delivery::parse))
+    }
+
+    /// Runs `finish` (the finish batch of the previous command) and then [`Bus::take`], as
+    /// one pipeline on the blocking connection: one round trip, where a separate finish
+    /// would cost a second one. Only for a blocking connection to a single server; other
+    /// deployments refuse the pipeline (a client error, nothing sent): then send `finish`
+    /// on the shared connection and take on its own. After any other error it is unknown
+    /// which steps ran: send `finish` again (idempotent) and look for a command already
+    /// moved to the processing list ([`Bus::oldest_unacked`]).
+    pub async fn finish_and_take(
+        &self,
+        blocking: &mut BlockingConnection,
+        finish: &Batch,
+        worker: &str,
+        block: Duration,
+    ) -> Result<(Vec<redis::Value>, Option<Delivery>), redis::RedisError> {
+        let (replies, taken) = finish
+            .query_then(&mut blocking.conn, self.take_cmd(worker, block))
+            .await?;
+        let raw: Option<String> = redis::from_redis_value(taken)?;
+        Ok((replies, raw.map(Delivery::parse)))
+    }
+
+    fn take_cmd(&self, worker: &str, block: Duration) -> redis::Cmd {
+        let mut cmd = redis::cmd("BLMOVE");
+        cmd.arg(self.keys.queue(worker))
+            .arg(self.keys.processing(worker))
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(block_seconds(block));
+        cmd
     }
 
     /// The oldest element of `worker`'s processing list, if any: a command taken but not
@@ -249,9 +276,11 @@ impl Bus {
         Ok(raw.map(Delivery::parse))
     }
 
-    /// The ack of `raw` (see [`Bus::ack`]) as an EVALSHA, for use in a pipeline; on a
-    /// NOSCRIPT reply call [`Bus::load_ack_script`] and send it again. `mark_idle` also
-    /// resets the registry record's state (needed only if it was marked busy).
+    /// The ack of `raw` (see [`Bus::ack`]) for use in a pipeline. An EVAL, not an EVALSHA:
+    /// a NOSCRIPT reply (empty script cache after a restart or `SCRIPT FLUSH`) would fail
+    /// the whole pipeline after its other steps ran, and a finish pipeline cannot simply be
+    /// sent again. `mark_idle` also resets the registry record's state (needed only if it
+    /// was marked busy).
     pub(crate) fn ack_cmd(
         &self,
         worker: &str,
@@ -259,8 +288,8 @@ impl Bus {
         generation: u64,
         mark_idle: bool,
     ) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(ACK_SCRIPT.get_hash())
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ACK)
             .arg(3)
             .arg(self.keys.processing(worker))
             .arg(self.keys.generation(worker))
@@ -269,15 +298,6 @@ impl Bus {
             .arg(generation)
             .arg(if mark_idle { "1" } else { "0" });
         cmd
-    }
-
-    /// Loads the ack script into Redis's script cache (after a NOSCRIPT reply).
-    pub(crate) async fn load_ack_script(&self) -> Result<(), BusError> {
-        ACK_SCRIPT
-            .prepare_invoke()
-            .load_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
     }
 
     /// Interprets the reply of [`Bus::ack_cmd`].

@@ -131,6 +131,20 @@ impl Batch {
         }
     }
 
+    /// Sends the whole batch and then `last` as one pipeline over `conn`, which must reach a
+    /// single server (no fallback to stages); returns the kept replies and `last`'s reply.
+    /// For a worker's finish followed by its next take on the blocking connection.
+    pub async fn query_then<C>(&self, conn: &mut C, last: Cmd) -> RedisResult<(Vec<Value>, Value)>
+    where
+        C: ConnectionLike,
+    {
+        let mut pipe = self.pipe.clone();
+        pipe.add_command(last);
+        let mut replies: Vec<Value> = pipe.query_async(conn).await?;
+        let last = replies.pop().unwrap_or(Value::Nil);
+        Ok((replies, last))
+    }
+
     /// Sends the batch as a cluster needs it: stage by stage, each stage as one pipeline
     /// per slot (in parallel). Replies as for [`Batch::query`].
     pub async fn query_in_stages<C>(&self, conn: &mut C) -> RedisResult<Vec<Value>>

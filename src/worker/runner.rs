@@ -5,17 +5,16 @@
 //! heartbeat task. Then, per command: BLMOVE queue → processing; run the handler under its
 //! timeout (if it is still running after [`MARK_DELAY`], mark the worker busy and emit
 //! `command_received` meanwhile; a faster command sends that event with its outcome, which
-//! saves a round trip); then, in one pipelined round trip, store the result, dead-letter it
-//! if it failed, ack it (fenced by generation) and emit `command_completed`/`command_failed`.
-//! A result is always stored before the ack, so a crash in between redelivers the command
-//! rather than losing it. That pipeline runs while the loop already waits for the next
-//! command on its own connection; its outcome (e.g. fenced) is looked at before the next
-//! command runs. On a stop request the worker stops taking work, lets the command
+//! saves a round trip); then dead-letter it if it failed, store the result, ack it (fenced
+//! by generation) and emit `command_completed`/`command_failed`. A result is always stored
+//! before the ack, so a crash in between redelivers the command rather than losing it. On a
+//! single Redis server that finish goes out in one pipeline with the next BLMOVE on the
+//! blocking connection (one round trip per command); elsewhere it runs on the shared
+//! connection while the BLMOVE waits on its own. Its outcome (e.g. fenced) is looked at
+//! before the next command runs. On a stop request the worker stops taking work, lets the command
 //! in flight finish within [`SHUTDOWN_GRACE`] (else puts it back at the head of its queue),
 //! deregisters and emits `worker_stopped`.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -47,15 +46,17 @@ enum Flow {
     Fenced(u64),
 }
 
-/// The finish of a command (result, ack, event), left running while the loop takes the
-/// next command: the two use different connections, so a worker's loop costs one round
-/// trip less per command.
-type Finishing<'a> = Pin<Box<dyn Future<Output = Flow> + Send + 'a>>;
+/// The finish of a command that ran (DLQ entry, result, ack, event), sent with the next
+/// take: one pipeline and one round trip for both on a single Redis server.
+struct Finish {
+    batch: Batch,
+    command_id: String,
+}
 
 /// What processing a command left to do.
-enum Step<'a> {
+enum Step {
     Done(Flow),
-    Finishing(Finishing<'a>),
+    Finish(Box<Finish>),
 }
 
 /// How running a handler ended.
@@ -242,11 +243,15 @@ impl Runner {
         // After a connection error a command may sit in the processing list with nobody
         // running it (a BLMOVE served just as the connection broke): look there first.
         let mut check_orphans = false;
-        let mut finishing: Option<Finishing<'_>> = None;
+        let mut pending: Option<Finish> = None;
+        // Whether the blocking connection takes the finish and the take as one pipeline
+        // (a single server does; Sentinel and Cluster blocking connections refuse it).
+        let mut combine = true;
         loop {
             if self.fenced.is_cancelled() || self.tokens.stop.is_cancelled() {
-                if let Some(finish) = finishing.take() {
-                    if let flow @ (Flow::Fenced(_) | Flow::Shutdown) = finish.await {
+                if let Some(finish) = pending.take() {
+                    if let flow @ (Flow::Fenced(_) | Flow::Shutdown) = self.run_finish(finish).await
+                    {
                         return flow;
                     }
                 }
@@ -255,20 +260,58 @@ impl Runner {
                 }
                 return Flow::Stop;
             }
-            let next = async {
-                if check_orphans {
-                    self.bus
-                        .oldest_unacked(self.id())
-                        .await
-                        .inspect(|orphan| check_orphans = orphan.is_some())
-                } else {
-                    self.take(&mut blocking).await
+            let next = match pending.take() {
+                Some(finish) if combine && !check_orphans => {
+                    match self.take(&mut blocking, Some(&finish.batch)).await {
+                        Ok((replies, next)) => {
+                            let flow = self.ack_flow(replies, &finish.command_id);
+                            if !matches!(flow, Flow::Continue) {
+                                if let Some(taken) = &next {
+                                    self.give_back(&taken.raw).await;
+                                }
+                                return flow;
+                            }
+                            Ok(next)
+                        }
+                        Err(e) => {
+                            // The BLMOVE may have moved a command: look in the processing
+                            // list before taking again.
+                            blocking = None;
+                            check_orphans = true;
+                            let refused = matches!(&e, BusError::Redis(r) if r.kind() == redis::ErrorKind::Client);
+                            if refused {
+                                // Nothing was sent: this connection takes no pipelines.
+                                combine = false;
+                            } else if !e.is_connection_error()
+                                && !matches!(e, BusError::Timeout { .. })
+                            {
+                                // A server error: every step ran, none is sent again.
+                                tracing::error!(worker = %self.id(), command_id = %finish.command_id, error = %e, "could not record the outcome; the command stays in the processing list");
+                                continue;
+                            }
+                            // Sent in part or not at all: send the finish on its own (its
+                            // steps are idempotent).
+                            match self.run_finish(finish).await {
+                                Flow::Continue => continue,
+                                flow => return flow,
+                            }
+                        }
+                    }
                 }
-            };
-            let next = match finishing.take() {
-                None => next.await,
+                Some(finish) if check_orphans => {
+                    // The finish must land before the processing list is looked at.
+                    match self.run_finish(finish).await {
+                        Flow::Continue => self
+                            .bus
+                            .oldest_unacked(self.id())
+                            .await
+                            .inspect(|orphan| check_orphans = orphan.is_some()),
+                        flow => return flow,
+                    }
+                }
                 Some(finish) => {
-                    let (flow, next) = tokio::join!(finish, next);
+                    let take = async { self.take(&mut blocking, None).await.map(|(_, d)| d) };
+                    let (flow, next) = tokio::join!(self.run_finish(finish), take);
                     if !matches!(flow, Flow::Continue) {
                         if let Ok(Some(taken)) = &next {
                             self.give_back(&taken.raw).await;
@@ -277,6 +320,12 @@ impl Runner {
                     }
                     next
                 }
+                None if check_orphans => self
+                    .bus
+                    .oldest_unacked(self.id())
+                    .await
+                    .inspect(|orphan| check_orphans = orphan.is_some()),
+                None => self.take(&mut blocking, None).await.map(|(_, d)| d),
             };
             // Back after failures: register again if Redis lost the record. Until that worked
             // (the shared connection may still be reconnecting when the blocking one already
@@ -308,7 +357,7 @@ impl Runner {
                 continue;
             }
             match self.process(delivery).await {
-                Step::Finishing(finish) => finishing = Some(finish),
+                Step::Finish(finish) => pending = Some(*finish),
                 Step::Done(Flow::Continue) => {}
                 Step::Done(other) => return other,
             }
@@ -335,18 +384,31 @@ impl Runner {
         }
     }
 
-    /// One BLMOVE on the dedicated connection, ended early by CLIENT UNBLOCK on a stop
+    /// One BLMOVE on the dedicated connection, after `finish` in the same pipeline if given
+    /// (then its kept replies come back too), ended early by CLIENT UNBLOCK on a stop
     /// request (never by dropping it, which would leave it parked in Redis).
     async fn take(
         &self,
         blocking: &mut Option<BlockingConnection>,
-    ) -> Result<Option<Delivery>, BusError> {
+        finish: Option<&Batch>,
+    ) -> Result<(Vec<redis::Value>, Option<Delivery>), BusError> {
         if blocking.is_none() {
             *blocking = Some(self.bus.blocking_connection().await?);
         }
         let conn = blocking.as_mut().expect("just set");
         let client_id = conn.client_id();
-        let take = self.bus.take(conn, self.id(), TAKE_BLOCK);
+        let take = async {
+            match finish {
+                Some(batch) => Ok(self
+                    .bus
+                    .finish_and_take(conn, batch, self.id(), TAKE_BLOCK)
+                    .await?),
+                None => Ok((
+                    Vec::new(),
+                    self.bus.take(conn, self.id(), TAKE_BLOCK).await?,
+                )),
+            }
+        };
         tokio::pin!(take);
         let interrupted = async {
             tokio::select! {
@@ -363,8 +425,13 @@ impl Runner {
                 match tokio::time::timeout(Duration::from_secs(2), take).await {
                     Ok(r) => r,
                     // Redis does not answer: the command (if any) stays in the processing
-                    // list and the next incarnation recovers it.
-                    Err(_) => Ok(None),
+                    // list and the next incarnation recovers it; a finish sent along is
+                    // sent again.
+                    Err(_) if finish.is_some() => Err(BusError::Timeout {
+                        what: "the finish and take pipeline".into(),
+                        after: Duration::from_secs(2),
+                    }),
+                    Err(_) => Ok((Vec::new(), None)),
                 }
             }
         }
@@ -393,7 +460,7 @@ impl Runner {
         }
     }
 
-    async fn process(&self, delivery: Delivery) -> Step<'_> {
+    async fn process(&self, delivery: Delivery) -> Step {
         let started_ms = now_ms();
         let cmd = match delivery.command {
             Ok(cmd) => cmd,
@@ -428,12 +495,13 @@ impl Runner {
             }
         };
         match run {
-            Run::Done(outcome) => {
-                let raw = delivery.raw;
-                Step::Finishing(Box::pin(async move {
-                    self.finish(&cmd, &raw, started_ms, outcome, received).await
-                }))
-            }
+            Run::Done(outcome) => Step::Finish(Box::new(self.finish_batch(
+                &cmd,
+                &delivery.raw,
+                started_ms,
+                outcome,
+                received,
+            ))),
             Run::ShutdownRequested => {
                 let outcome = Ok(json!({"shutdown": true, "worker": self.id()}));
                 match self
@@ -540,6 +608,20 @@ impl Runner {
         outcome: Result<Value, (String, DlqReason)>,
         received: Option<Event>,
     ) -> Flow {
+        let finish = self.finish_batch(cmd, raw, started_ms, outcome, received);
+        self.run_finish(finish).await
+    }
+
+    /// The finish of a command: the `command_received` event if still to be sent and the
+    /// DLQ entry of a failure; then the result; then the ack and the outcome event.
+    fn finish_batch(
+        &self,
+        cmd: &Command,
+        raw: &str,
+        started_ms: u64,
+        outcome: Result<Value, (String, DlqReason)>,
+        received: Option<Event>,
+    ) -> Finish {
         let finished_ms = now_ms();
         let (ok, value, error, reason) = match outcome {
             Ok(v) => (true, Some(v), None, None),
@@ -593,12 +675,45 @@ impl Runner {
         };
         self.bus.store_result_cmds(&result, &mut batch);
         batch.then();
-        let ack = self
-            .bus
-            .ack_cmd(self.id(), raw, self.info.generation, mark_idle);
-        batch.add(ack.clone());
+        batch.add(
+            self.bus
+                .ack_cmd(self.id(), raw, self.info.generation, mark_idle),
+        );
         batch.add_ignored(self.bus.emit_cmd(&event.with_command(cmd.id.clone())));
-        self.run_ack_batch(batch, ack, &cmd.id).await
+        Finish {
+            batch,
+            command_id: cmd.id.clone(),
+        }
+    }
+
+    /// What the kept replies of a finish (the ack's alone) mean for the loop.
+    fn ack_flow(&self, replies: Vec<redis::Value>, command_id: &str) -> Flow {
+        match self.ack_outcome(replies, command_id) {
+            Ok(flow) => flow,
+            Err(error) => {
+                tracing::error!(worker = %self.id(), command_id, error = %error, "could not record the outcome; the command stays in the processing list");
+                Flow::Continue
+            }
+        }
+    }
+
+    fn ack_outcome(&self, replies: Vec<redis::Value>, command_id: &str) -> Result<Flow, BusError> {
+        let [acked] = <[redis::Value; 1]>::try_from(replies).map_err(|r| {
+            BusError::InvalidPayload(format!(
+                "the finish pipeline returned {} replies where the ack's alone was expected",
+                r.len()
+            ))
+        })?;
+        let acked: (i64, u64) = redis::from_redis_value(acked).map_err(redis::RedisError::from)?;
+        match Bus::ack_reply(self.id(), self.info.generation, acked) {
+            Ok(true) => Ok(Flow::Continue),
+            Ok(false) => {
+                tracing::warn!(worker = %self.id(), command_id, "acked command was no longer in the processing list (requeued by someone else, or Redis lost data)");
+                Ok(Flow::Continue)
+            }
+            Err(BusError::Fenced { actual, .. }) => Ok(Flow::Fenced(actual)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends an element that is not a valid command to the DLQ (through the worker's
@@ -644,54 +759,21 @@ impl Runner {
         Flow::Continue
     }
 
-    /// Runs a batch whose only kept reply is `ack`, retrying while Redis is unreachable.
-    /// A batch is not atomic: when only the ack fails (NOSCRIPT), the other steps have
-    /// already run, so only the ack is sent again; re-sending them would record the outcome
-    /// events twice.
-    async fn run_ack_batch(&self, mut batch: Batch, ack: redis::Cmd, command_id: &str) -> Flow {
+    /// Runs a finish on the shared connection, sent again while Redis is unreachable (its
+    /// steps are idempotent). After a server error the batch is not sent again: its other
+    /// steps have run (a pipeline is not atomic), and the command stays in the processing
+    /// list for the next incarnation.
+    async fn run_finish(&self, finish: Finish) -> Flow {
+        let Finish { batch, command_id } = finish;
+        let command_id = command_id.as_str();
         let mut backoff = Backoff::redis();
-        let mut reloaded = false;
         loop {
-            let reply = batch
-                .query(&mut self.bus.connection())
-                .await
-                .and_then(|replies| {
-                    let [acked] = <[redis::Value; 1]>::try_from(replies).map_err(|r| {
-                        redis::RedisError::from((
-                            redis::ErrorKind::Parse,
-                            "finish batch",
-                            format!("expected one reply, got {}", r.len()),
-                        ))
-                    })?;
-                    Ok(redis::from_redis_value::<(i64, u64)>(acked)?)
-                });
+            let reply = batch.query(&mut self.bus.connection()).await;
             let error = match reply {
-                Ok(acked) => match Bus::ack_reply(self.id(), self.info.generation, acked) {
-                    Ok(true) => return Flow::Continue,
-                    Ok(false) => {
-                        tracing::warn!(worker = %self.id(), command_id, "acked command was no longer in the processing list (requeued by someone else, or Redis lost data)");
-                        return Flow::Continue;
-                    }
-                    Err(BusError::Fenced { actual, .. }) => return Flow::Fenced(actual),
+                Ok(replies) => match self.ack_outcome(replies, command_id) {
+                    Ok(flow) => return flow,
                     Err(e) => e,
                 },
-                Err(e)
-                    if !reloaded
-                        && e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    reloaded = true;
-                    // Redis has an empty script cache (first ack on it, or it restarted):
-                    // load the ack script and send the ack alone.
-                    match self.bus.load_ack_script().await {
-                        Ok(()) => {
-                            batch = Batch::new();
-                            batch.add(ack.clone());
-                            continue;
-                        }
-                        Err(e) => e,
-                    }
-                }
                 Err(e) => BusError::Redis(e),
             };
             if !error.is_connection_error() {
