@@ -581,7 +581,8 @@ mod tests {
         let back: DlqEntry = serde_json::from_str(&text).unwrap();
         assert_eq!(back.command, DlqCommand::Raw(raw.into()));
         assert!(text.contains("\"reason\":\"poison\""));
-        let parsed = DlqCommand::from_raw(Command::new("ping", json!({}), "t").to_json().as_bytes());
+        let parsed =
+            DlqCommand::from_raw(Command::new("ping", json!({}), "t").to_json().as_bytes());
         assert!(matches!(parsed, DlqCommand::Parsed(_)));
     }
 

@@ -4,10 +4,12 @@
 //! tmux socket directory (`-L NAME`), or an explicit path (`-S PATH`). The coordinator, the
 //! CLI and the tests all build their `tmux` invocations from a [`TmuxServerRef`], always with
 //! `TMUX` removed from the environment so an inherited value never redirects the command to
-//! another server.
+//! another server. Arguments that carry names (session names, commands) go through
+//! [`literal_arg`], since the tmux command line is itself a small command language.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 /// A tmux server, identified by its socket.
@@ -46,6 +48,21 @@ impl TmuxServerRef {
     }
 }
 
+/// `arg` as the tmux command line must be given it to take it literally. tmux splits its
+/// argv into commands at every argument ending in `;` (dropping the `;`), so a pane command
+/// `sh -c 'make;' kill-server` would run `kill-server`, and a session `x;` could not be
+/// named; an argument ending in `\;` keeps a literal `;` (tmux drops the backslash).
+pub fn literal_arg(arg: &OsStr) -> OsString {
+    match arg.as_bytes().split_last() {
+        Some((b';', head)) => {
+            let mut escaped = head.to_vec();
+            escaped.extend_from_slice(b"\\;");
+            OsString::from_vec(escaped)
+        }
+        _ => arg.to_owned(),
+    }
+}
+
 impl fmt::Display for TmuxServerRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -67,6 +84,16 @@ mod tests {
             Some(TmuxServerRef::Path("/tmp/tmux-1000/default".into()))
         );
         assert_eq!(TmuxServerRef::from_tmux_env(""), None);
+    }
+
+    #[test]
+    fn a_final_semicolon_is_escaped_for_the_tmux_command_line() {
+        let lit = |s: &str| literal_arg(OsStr::new(s)).into_string().unwrap();
+        assert_eq!(lit("make;"), "make\\;");
+        assert_eq!(lit(";"), "\\;");
+        assert_eq!(lit("a\\;"), "a\\\\;");
+        assert_eq!(lit("a;b"), "a;b");
+        assert_eq!(lit(""), "");
     }
 
     #[test]

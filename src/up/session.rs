@@ -4,7 +4,7 @@
 //! passes its arguments as separate argv elements (no shell), and pane commands are given
 //! as argv lists after `--`, which tmux 3.x executes directly. tmux still interprets two
 //! things: an argument ending in `;` ends the command (the rest of argv would run as more
-//! tmux commands), so [`Tmux::run`] escapes that `;` (see [`literal_arg`]); and `-c` start
+//! tmux commands), so [`Tmux::run`] escapes that `;` ([`literal_arg`]); and `-c` start
 //! directories are format-expanded, so their `#` are doubled here. Names reaching tmux (session, roles)
 //! are restricted to `[A-Za-z0-9_-]` by [`super::layout_file`].
 //!
@@ -18,13 +18,13 @@
 //! session or its windows, never globally (`-g`).
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use thiserror::Error;
 
 use super::layout_file::{Layout, Role};
+use crate::tmux::server::literal_arg;
 
 /// The pane border `up` puts on its windows: pane index, role and the state word the
 /// coordinator keeps in the pane option `@panebus_state` (`ok`, `hung`, `dead`,
@@ -37,21 +37,6 @@ pub const STATUS_RIGHT: &str = "#{@panebus_status}";
 pub const INITIAL_STATUS: &str = "pb: starting";
 /// Size of the detached session before a client attaches (room for many panes).
 const DETACHED_SIZE: (&str, &str) = ("200", "50");
-
-/// `arg` as the tmux command line must be given it to take it literally. tmux splits its
-/// argv into commands at every argument ending in `;` (dropping the `;`), so a layout
-/// command `["sh", "-c", "make;", "kill-server"]` would run `kill-server`; an argument
-/// ending in `\;` instead keeps a literal `;` (tmux drops the backslash).
-pub fn literal_arg(arg: &OsStr) -> OsString {
-    match arg.as_bytes().split_last() {
-        Some((b';', head)) => {
-            let mut escaped = head.to_vec();
-            escaped.extend_from_slice(b"\\;");
-            OsString::from_vec(escaped)
-        }
-        _ => arg.to_owned(),
-    }
-}
 
 /// Which tmux server to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +100,7 @@ impl Tmux {
     }
 
     /// Runs one tmux command and returns its stdout without the final newline. Every
-    /// argument reaches tmux as itself, a final `;` included (see [`literal_arg`]).
+    /// argument reaches tmux as itself, a final `;` included ([`literal_arg`]).
     pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<String, SessionError> {
         let output = self
             .command()
@@ -448,16 +433,6 @@ mod tests {
 
     fn strings(argv: Vec<OsString>) -> Vec<String> {
         argv.into_iter().map(|s| s.into_string().unwrap()).collect()
-    }
-
-    #[test]
-    fn a_final_semicolon_is_escaped_for_the_tmux_command_line() {
-        let lit = |s: &str| literal_arg(OsStr::new(s)).into_string().unwrap();
-        assert_eq!(lit("make;"), "make\\;");
-        assert_eq!(lit(";"), "\\;");
-        assert_eq!(lit("a\\;"), "a\\\\;");
-        assert_eq!(lit("a;b"), "a;b");
-        assert_eq!(lit(""), "");
     }
 
     #[test]
