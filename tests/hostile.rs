@@ -835,7 +835,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
     wait_for("the worker is respawned", || {
         display("#{pane_dead}") == "0"
             && display("#{pane_pid}").parse::<u32>().unwrap() != old_pid
-            && display("#{pane_current_command}") != ""
+            && !display("#{pane_current_command}").is_empty()
     });
 
     // Read commands show the names as data.
