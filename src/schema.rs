@@ -111,11 +111,19 @@ impl Command {
         Ok(command)
     }
 
-    /// Checks the parts a dispatcher controls: a non-empty id, a non-empty type without
-    /// control characters and an object payload.
+    /// Checks the parts a dispatcher controls: a non-empty id without control characters
+    /// (ids are printed by `panes`, `events` and `top`, where an escape sequence would reach
+    /// the terminal), a non-empty type without whitespace or control characters and an
+    /// object payload.
     pub fn check(&self) -> Result<(), String> {
         if self.id.is_empty() {
             return Err("command id is empty".into());
+        }
+        if self.id.chars().any(char::is_control) {
+            return Err(format!(
+                "command id {:?} contains control characters",
+                self.id
+            ));
         }
         if self.kind.is_empty() {
             return Err("command type is empty".into());

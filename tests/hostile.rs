@@ -96,7 +96,9 @@ fn command_type() -> impl Strategy<Value = String> {
 fn valid_command() -> impl Strategy<Value = schema::Command> {
     let extra = prop::collection::btree_map("x_[a-z]{1,8}", json_value(), 0..4);
     (
-        hostile_string().prop_filter("ids are not empty", |s| !s.is_empty()),
+        hostile_string().prop_filter("ids are not empty, without control characters", |s| {
+            !s.is_empty() && !s.chars().any(char::is_control)
+        }),
         command_type(),
         prop::collection::btree_map(hostile_string(), json_value(), 0..6),
         (
@@ -236,6 +238,10 @@ fn each_kind_of_poison_gets_its_typed_error() {
             "whitespace or control characters",
         ),
         (r#"{"id":"","type":"ping"}"#, "command id is empty"),
+        (
+            r#"{"id":"\u001b]2;title\u0007","type":"ping"}"#,
+            "command id \"\\u{1b}]2;title\\u{7}\" contains control characters",
+        ),
         (r#"{"id":"a","type":""}"#, "command type is empty"),
     ] {
         match schema::Command::decode(text.as_bytes()) {
@@ -525,7 +531,15 @@ fn hostile_payloads_and_types_arrive_literally_or_fail_with_exit_6() {
     let bus = Bus::start();
     let marker = tempfile::tempdir().unwrap();
     let m = marker.path().join("ran");
-    let _worker = bus.worker("%3", &["--handler", "echo=cat"]);
+    let _worker = bus.worker(
+        "%3",
+        &[
+            "--handler",
+            "echo=cat",
+            "--handler",
+            r#"fail=sh -c "printf '\033]2;title\007\033[2J\nsecond line' >&2; exit 3""#,
+        ],
+    );
     let hostile = format!(
         "a;b\nc\r#{{pane_id}} #(touch {m}) $(touch {m}) `touch {m}` 'single' \"double\" \\ \u{0}nul \u{202e}",
         m = m.display()
@@ -600,6 +614,27 @@ fn hostile_payloads_and_types_arrive_literally_or_fail_with_exit_6() {
         let out = bus.run(&["dispatch", "%3", bad]);
         assert_exit(&out, 6, "whitespace or control characters");
     }
+    // A handler's stderr with escape sequences and newlines is kept in the DLQ entry, but
+    // the table shows it on one line without control characters.
+    let failed = bus.run(&["dispatch", "%3", "fail", "--wait"]);
+    assert_eq!(code(&failed), 7, "{}", text(&failed.stderr));
+    let entry = bus
+        .dlq()
+        .into_iter()
+        .find(|e| e["command"]["type"] == "fail")
+        .unwrap();
+    assert!(
+        entry["error"].as_str().unwrap().contains("\u{1b}]2;title"),
+        "{entry}"
+    );
+    let table = bus.run(&["dlq", "list"]);
+    let table = text(&table.stdout);
+    assert_eq!(table.lines().count(), 1 + bus.dlq().len(), "{table}");
+    assert!(
+        !table.chars().any(|c| c.is_control() && c != '\n'),
+        "{table:?}"
+    );
+
     assert!(!m.exists(), "hostile text ran a command");
     assert_eq!(bus.llen(&bus.keys.queue(&format!("{NODE}/%3"))), 0);
 }
