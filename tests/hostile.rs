@@ -492,6 +492,33 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
         let out = bus.run(&["dlq", "retry", entry["id"].as_str().unwrap()]);
         assert_eq!(code(&out), 6, "{}", text(&out.stderr));
     }
+    // Extreme numbers are valid and run: a time limit of u64::MAX ms means no practical
+    // limit, a creation time in the future gives a latency of 0.
+    bus.push_raw(
+        &id,
+        br#"{"id":"huge-numbers","type":"ping","timeout_ms":18446744073709551615,"created_ms":18446744073709551615,"attempt":4294967295,"max_attempts":4294967295}"#,
+    );
+    let pong = bus.json(&["result", "huge-numbers", "--wait", "30"]);
+    assert_eq!(pong["ok"], true, "{pong}");
+    assert_eq!(pong["result"]["latency_ms"], 0, "{pong}");
+    let out = bus.run(&[
+        "dispatch",
+        "%1",
+        "ping",
+        "--timeout",
+        "18446744073709551615",
+        "--wait",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let pong = bus.json(&["result", "huge-numbers", "--wait", "18446744073709551615"]);
+    assert_eq!(pong["ok"], true, "{pong}");
+    for fan_out in [&["broadcast", "ping"][..], &["dispatch-role", "h", "ping"][..]] {
+        let mut args = fan_out.to_vec();
+        args.extend(["--wait", "--wait-timeout", "18446744073709551615"]);
+        let out = bus.run(&args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", text(&out.stderr));
+    }
+
     // Nothing is left behind, the worker still serves, nothing ran.
     assert_eq!(bus.llen(&bus.keys.queue(&id)), 0);
     assert_eq!(bus.llen(&bus.keys.processing(&id)), 0);
