@@ -512,7 +512,10 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let pong = bus.json(&["result", "huge-numbers", "--wait", "18446744073709551615"]);
     assert_eq!(pong["ok"], true, "{pong}");
-    for fan_out in [&["broadcast", "ping"][..], &["dispatch-role", "h", "ping"][..]] {
+    for fan_out in [
+        &["broadcast", "ping"][..],
+        &["dispatch-role", "h", "ping"][..],
+    ] {
         let mut args = fan_out.to_vec();
         args.extend(["--wait", "--wait-timeout", "18446744073709551615"]);
         let out = bus.run(&args);
@@ -526,6 +529,17 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
     assert_eq!(pong["ok"], true, "{pong}");
     assert!(bus.alive(&id));
     assert!(!m.exists(), "a queue element ran a command");
+    // Counts at the edge of what Redis takes: every entry, or a usage error.
+    let all = bus.json(&["dlq", "list", "--limit", "9223372036854775807"]);
+    assert_eq!(all.as_array().unwrap().len(), poison.len());
+    let events = bus.run(&["events", "--count", "9223372036854775807"]);
+    assert_eq!(code(&events), 0, "{}", text(&events.stderr));
+    for args in [
+        &["dlq", "list", "--limit", "18446744073709551615"][..],
+        &["events", "--count", "18446744073709551615"][..],
+    ] {
+        assert_exit(&bus.run(args), 2, "is not in 0..=9223372036854775807");
+    }
     // `dlq list` in table form copes with every one of them.
     let out = bus.run(&["dlq", "list"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));

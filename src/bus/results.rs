@@ -66,10 +66,7 @@ impl Bus {
         timeout: Duration,
     ) -> Result<CommandResult, BusError> {
         let key = self.keys.result(command_id);
-        let secs = format!(
-            "{:.3}",
-            timeout.min(LONGEST_WAIT).as_secs_f64().max(0.001)
-        );
+        let secs = format!("{:.3}", timeout.min(LONGEST_WAIT).as_secs_f64().max(0.001));
         let json: Option<String> = redis::cmd("BLMOVE")
             .arg(&key)
             .arg(&key)
