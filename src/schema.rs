@@ -94,9 +94,37 @@ impl Command {
         }
     }
 
-    /// Checks the parts a dispatcher controls: a non-empty type without control characters
-    /// and an object payload.
+    /// Decodes one queue element, exactly as a worker does: UTF-8 JSON text of a command
+    /// that passes [`Command::check`]. Anything else is poison, with the reason typed.
+    /// Never panics, whatever the bytes (serde_json's nesting limit of 128 keeps deeply
+    /// nested input from overflowing the stack).
+    pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 {
+            valid_up_to: e.valid_up_to(),
+        })?;
+        let command: Command = serde_json::from_str(text).map_err(|e| DecodeError::Json {
+            message: e.to_string(),
+        })?;
+        command
+            .check()
+            .map_err(|message| DecodeError::Invalid { message })?;
+        Ok(command)
+    }
+
+    /// Checks the parts a dispatcher controls: a non-empty id without control characters
+    /// (ids are printed by `panes`, `events` and `top`, where an escape sequence would reach
+    /// the terminal), a non-empty type without whitespace or control characters and an
+    /// object payload.
     pub fn check(&self) -> Result<(), String> {
+        if self.id.is_empty() {
+            return Err("command id is empty".into());
+        }
+        if self.id.chars().any(char::is_control) {
+            return Err(format!(
+                "command id {:?} contains control characters",
+                self.id
+            ));
+        }
         if self.kind.is_empty() {
             return Err("command type is empty".into());
         }
@@ -129,6 +157,26 @@ impl Command {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a Command always serializes")
     }
+}
+
+/// Why a queue element is not a command (see [`Command::decode`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes are not UTF-8, so not JSON text at all.
+    #[error(
+        "not a valid command: not UTF-8 (the first invalid byte is at offset {valid_up_to}); \
+         a command is UTF-8 JSON text"
+    )]
+    NotUtf8 { valid_up_to: usize },
+    /// Not JSON, or JSON of the wrong shape (missing `id`/`type`, a field of the wrong type,
+    /// nested deeper than 128 levels).
+    #[error(
+        "not a valid command ({message}); a command is a JSON object with at least \"id\" and \"type\""
+    )]
+    Json { message: String },
+    /// A well-formed command whose fields break the protocol (see [`Command::check`]).
+    #[error("not a valid command: {message}")]
+    Invalid { message: String },
 }
 
 /// How a JSON value's type reads in an error message ("an object", "a string", …).
@@ -205,11 +253,12 @@ pub enum DlqCommand {
 }
 
 impl DlqCommand {
-    /// Parses queue text, keeping it raw if it is not a valid command.
-    pub fn from_raw(raw: &str) -> DlqCommand {
-        match serde_json::from_str::<Command>(raw) {
+    /// Decodes a queue element, keeping it raw if it is not a valid command. A DLQ entry
+    /// is JSON text, so bytes that are not UTF-8 are kept as U+FFFD.
+    pub fn from_raw(raw: &[u8]) -> DlqCommand {
+        match Command::decode(raw) {
             Ok(cmd) => DlqCommand::Parsed(Box::new(cmd)),
-            Err(_) => DlqCommand::Raw(raw.to_string()),
+            Err(_) => DlqCommand::Raw(String::from_utf8_lossy(raw).into_owned()),
         }
     }
 
@@ -530,7 +579,7 @@ mod tests {
         let raw = "{not json";
         let entry = DlqEntry {
             id: "e".into(),
-            command: DlqCommand::from_raw(raw),
+            command: DlqCommand::from_raw(raw.as_bytes()),
             error: "bad".into(),
             worker: "n/%1".into(),
             ts_ms: 1,
@@ -540,7 +589,8 @@ mod tests {
         let back: DlqEntry = serde_json::from_str(&text).unwrap();
         assert_eq!(back.command, DlqCommand::Raw(raw.into()));
         assert!(text.contains("\"reason\":\"poison\""));
-        let parsed = DlqCommand::from_raw(&Command::new("ping", json!({}), "t").to_json());
+        let parsed =
+            DlqCommand::from_raw(Command::new("ping", json!({}), "t").to_json().as_bytes());
         assert!(matches!(parsed, DlqCommand::Parsed(_)));
     }
 

@@ -252,7 +252,7 @@ async fn requeue_is_fenced_by_generation_and_counts_attempts() {
     assert_eq!(bus.processing_len(w).await.unwrap(), 0);
 
     // The old incarnation is fenced: its ack and heartbeat are refused.
-    let err = bus.ack(w, "whatever", old.generation).await.unwrap_err();
+    let err = bus.ack(w, b"whatever", old.generation).await.unwrap_err();
     assert!(matches!(err, BusError::Fenced { .. }), "{err:?}");
     assert_eq!(
         bus.heartbeat(w, old.generation, Duration::from_secs(5))

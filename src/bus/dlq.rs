@@ -125,7 +125,8 @@ impl Bus {
         let ids: Vec<String> = redis::cmd("LRANGE")
             .arg(self.keys.dlq())
             .arg(0)
-            .arg(limit as i64 - 1)
+            // Past i64::MAX (a `--limit` of u64::MAX) means all: -1 is the last element.
+            .arg(i64::try_from(limit - 1).unwrap_or(-1))
             .query_async(&mut conn)
             .await?;
         if ids.is_empty() {

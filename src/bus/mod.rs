@@ -109,7 +109,7 @@ impl Bus {
 /// An `EVAL` of `script` with `keys` and `args`. EVAL rather than EVALSHA: it works in
 /// pipelines and right after a Redis restart (empty script cache); the server caches the
 /// compiled script by its hash either way.
-pub(crate) fn eval(script: &str, keys: &[String], args: &[String]) -> redis::Cmd {
+pub(crate) fn eval<A: redis::ToRedisArgs>(script: &str, keys: &[String], args: &[A]) -> redis::Cmd {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
     cmd

@@ -18,7 +18,9 @@ use serde_json::Value;
 
 use super::slots::Batch;
 use super::{eval, BlockingConnection, Bus, BusError};
-use crate::schema::{new_id, now_ms, Command, CommandResult, DlqCommand, DlqEntry, DlqReason};
+use crate::schema::{
+    new_id, now_ms, Command, CommandResult, DecodeError, DlqCommand, DlqEntry, DlqReason,
+};
 
 /// KEYS: queue, info. ARGV: command JSON, max depth, force (`1`/`0`).
 /// Returns `{status, depth}`: status 1 = queued (depth after the push), -1 = full, -2 = no
@@ -131,20 +133,19 @@ redis.call('DEL', KEYS[1])
 return {requeued, dead, finished, gen}
 ";
 
-/// One element taken from a queue: the exact stored text (needed to ack it) and the
-/// command parsed from it, or why it could not be parsed.
+/// One element taken from a queue: the exact stored bytes (needed to ack it, and not
+/// necessarily UTF-8 when someone else wrote the queue) and the command decoded from them,
+/// or why they are not a command.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
-    pub raw: String,
-    pub command: Result<Command, String>,
+    pub raw: Vec<u8>,
+    pub command: Result<Command, DecodeError>,
 }
 
 impl Delivery {
-    /// Parses queue text.
-    pub fn parse(raw: String) -> Delivery {
-        let command = serde_json::from_str::<Command>(&raw).map_err(|e| {
-            format!("not a valid command ({e}); a command is a JSON object with at least \"id\" and \"type\"")
-        });
+    /// Decodes a queue element with [`Command::decode`].
+    pub fn parse(raw: Vec<u8>) -> Delivery {
+        let command = Command::decode(&raw);
         Delivery { raw, command }
     }
 }
@@ -227,7 +228,7 @@ impl Bus {
         worker: &str,
         block: Duration,
     ) -> Result<Option<Delivery>, BusError> {
-        let raw: Option<String> = self
+        let raw: Option<Vec<u8>> = self
             .take_cmd(worker, block)
             .query_async(&mut blocking.conn)
             .await?;
@@ -268,7 +269,7 @@ impl Bus {
     /// The oldest element of `worker`'s processing list, if any: a command taken but not
     /// acked, e.g. after a connection loss while BLMOVE was parked.
     pub async fn oldest_unacked(&self, worker: &str) -> Result<Option<Delivery>, BusError> {
-        let raw: Option<String> = redis::cmd("LINDEX")
+        let raw: Option<Vec<u8>> = redis::cmd("LINDEX")
             .arg(self.keys.processing(worker))
             .arg(-1)
             .query_async(&mut self.conn.clone())
@@ -284,7 +285,7 @@ impl Bus {
     pub(crate) fn ack_cmd(
         &self,
         worker: &str,
-        raw: &str,
+        raw: &[u8],
         generation: u64,
         mark_idle: bool,
     ) -> redis::Cmd {
@@ -319,7 +320,7 @@ impl Bus {
     /// Acknowledges a command: removes `raw` from the processing list and marks the worker
     /// idle. Returns whether it was still there. Fails with [`BusError::Fenced`] when
     /// `generation` is no longer the worker's generation.
-    pub async fn ack(&self, worker: &str, raw: &str, generation: u64) -> Result<bool, BusError> {
+    pub async fn ack(&self, worker: &str, raw: &[u8], generation: u64) -> Result<bool, BusError> {
         let reply: (i64, u64) = ACK_SCRIPT
             .key(self.keys.processing(worker))
             .key(self.keys.generation(worker))
@@ -334,9 +335,9 @@ impl Bus {
 
     /// Puts a taken command back at the head of the queue (next to be taken) without
     /// counting a delivery; used when a worker stops before it could run it.
-    pub async fn return_to_queue(&self, worker: &str, raw: &str) -> Result<bool, BusError> {
+    pub async fn return_to_queue(&self, worker: &str, raw: &[u8]) -> Result<bool, BusError> {
         let keys = [self.keys.processing(worker), self.keys.queue(worker)];
-        let moved: i64 = eval(RETURN_TO_QUEUE, &keys, &[raw.to_string()])
+        let moved: i64 = eval(RETURN_TO_QUEUE, &keys, &[raw])
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(moved == 1)
@@ -384,7 +385,9 @@ impl Bus {
         // The list can change between the read and the script (a live worker acking); the
         // script refuses then and we read again.
         for _ in 0..10 {
-            let current: Vec<String> = redis::cmd("LRANGE")
+            // Bytes, not text: an element that is not UTF-8 must still compare equal in
+            // the script, and goes to the DLQ as poison.
+            let current: Vec<Vec<u8>> = redis::cmd("LRANGE")
                 .arg(&keys[0])
                 .arg(0)
                 .arg(-1)
@@ -392,22 +395,22 @@ impl Bus {
                 .await?;
             let deliveries: Vec<Delivery> = current.into_iter().map(Delivery::parse).collect();
             let finished = self.finished_commands(&deliveries).await?;
-            let mut args = vec![
-                generation.to_string(),
-                if bump { "1" } else { "0" }.to_string(),
-                deliveries.len().to_string(),
+            let mut args: Vec<Vec<u8>> = vec![
+                generation.to_string().into_bytes(),
+                if bump { b"1".to_vec() } else { b"0".to_vec() },
+                deliveries.len().to_string().into_bytes(),
             ];
             for (delivery, finished) in deliveries.iter().zip(finished) {
                 args.push(delivery.raw.clone());
                 if finished {
-                    args.extend(["x".to_string(), String::new()]);
+                    args.extend([b"x".to_vec(), Vec::new()]);
                     continue;
                 }
                 match self.redelivery(worker, delivery) {
-                    Ok(next) => args.extend(["q".to_string(), next]),
+                    Ok(next) => args.extend([b"q".to_vec(), next.into_bytes()]),
                     Err(entry) => {
                         let json = serde_json::to_string(&entry).expect("DLQ entries serialize");
-                        args.extend(["d".to_string(), json]);
+                        args.extend([b"d".to_vec(), json.into_bytes()]);
                     }
                 }
             }
@@ -509,8 +512,8 @@ impl Bus {
                 }
             }
             Err(reason) => Err(dead(
-                DlqCommand::Raw(delivery.raw.clone()),
-                reason.clone(),
+                DlqCommand::from_raw(&delivery.raw),
+                reason.to_string(),
                 DlqReason::Poison,
             )),
         }
@@ -563,15 +566,19 @@ impl Bus {
         Ok(n)
     }
 
-    /// The raw elements of `worker`'s processing list, newest first.
+    /// The raw elements of `worker`'s processing list, newest first, as text (bytes that
+    /// are not UTF-8 shown as U+FFFD).
     pub async fn unacked(&self, worker: &str) -> Result<Vec<String>, BusError> {
-        let items: Vec<String> = redis::cmd("LRANGE")
+        let items: Vec<Vec<u8>> = redis::cmd("LRANGE")
             .arg(self.keys.processing(worker))
             .arg(0)
             .arg(-1)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(items)
+        Ok(items
+            .iter()
+            .map(|raw| String::from_utf8_lossy(raw).into_owned())
+            .collect())
     }
 }
 

@@ -12,6 +12,11 @@ use super::slots::Batch;
 use super::{BlockingConnection, Bus, BusError};
 use crate::schema::CommandResult;
 
+/// The longest single wait sent to Redis (100 years): Redis refuses a blocking timeout
+/// whose milliseconds do not fit its clock arithmetic ("timeout is negative"), and a
+/// `--wait` of `u64::MAX` seconds means "as long as it takes".
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 fn parse(command_id: &str, json: &str) -> Result<CommandResult, BusError> {
     serde_json::from_str(json).map_err(|e| {
         BusError::InvalidPayload(format!(
@@ -71,7 +76,7 @@ impl Bus {
         timeout: Duration,
     ) -> Result<CommandResult, BusError> {
         let key = self.keys.result(command_id);
-        let secs = format!("{:.3}", timeout.as_secs_f64().max(0.001));
+        let secs = format!("{:.3}", timeout.min(LONGEST_WAIT).as_secs_f64().max(0.001));
         let json: Option<String> = redis::cmd("BLMOVE")
             .arg(&key)
             .arg(&key)

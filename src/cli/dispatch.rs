@@ -82,22 +82,28 @@ fn warn_if_unavailable(pane: &PaneView) {
 }
 
 /// How long `--wait` waits: `--wait-timeout` seconds, else the command's run limit
-/// (`--timeout` or `PANEBUS_COMMAND_TIMEOUT`) plus 30 s for time spent in the queue.
+/// (`--timeout` or `PANEBUS_COMMAND_TIMEOUT`) plus 30 s for time spent in the queue; at
+/// most [`LONGEST_WAIT`].
 pub fn wait_limit(
     wait_timeout_s: Option<u64>,
     run_timeout_ms: Option<u64>,
     config: &Config,
 ) -> Duration {
-    match wait_timeout_s {
+    let limit = match wait_timeout_s {
         Some(secs) => Duration::from_secs(secs),
         None => {
             let run_limit = run_timeout_ms
                 .map(Duration::from_millis)
                 .unwrap_or(config.command_timeout);
-            run_limit + Duration::from_secs(30)
+            run_limit.saturating_add(Duration::from_secs(30))
         }
-    }
+    };
+    limit.min(LONGEST_WAIT)
 }
+
+/// The longest wait (100 years): `u64::MAX` seconds or milliseconds mean "as long as it
+/// takes", and a deadline that far away would not fit in an `Instant`.
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Waits for the result of `command`, with a spinner when interactive.
 async fn wait_for(

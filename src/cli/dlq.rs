@@ -42,7 +42,7 @@ Columns: ENTRY AGE WORKER TYPE REASON ERROR. REASON is failed, timeout, unknown_
 poison (not a valid command) or attempts_exhausted.")]
     List {
         /// Show at most N entries.
-        #[arg(long, value_name = "N", default_value_t = 50)]
+        #[arg(long, value_name = "N", default_value_t = 50, value_parser = super::events::redis_count())]
         limit: usize,
     },
     /// Show one entry with its full command.

@@ -16,6 +16,12 @@ use super::Context;
 use crate::admin::{Admin, EventFilter, StreamEvent};
 use crate::schema::EventKind;
 
+/// Parses a count that Redis takes as a signed 64-bit integer (`COUNT`, list ranges): a
+/// larger one is a usage error (exit 2), not a Redis error after connecting.
+pub fn redis_count() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(0..=i64::MAX as u64)
+}
+
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
@@ -32,7 +38,7 @@ workflow_* events. JSON fields: id (stream entry id), type, ts_ms, worker, comma
 details.")]
 pub struct EventsArgs {
     /// Show the last N matching events.
-    #[arg(long, short = 'n', value_name = "N", default_value_t = 50)]
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 50, value_parser = redis_count())]
     pub count: usize,
 
     /// Keep printing new events as they arrive (Ctrl-C to stop).

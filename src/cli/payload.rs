@@ -17,20 +17,31 @@ pub fn read(argument: Option<&str>) -> anyhow::Result<Map<String, Value>> {
     let Some(argument) = argument else {
         return Ok(Map::new());
     };
-    let text = if argument == "-" {
-        let mut text = String::new();
+    let bytes = if argument == "-" {
+        let mut bytes = Vec::new();
         std::io::stdin()
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .context("cannot read --payload from stdin — pipe a JSON object into panebus")?;
-        text
+        bytes
     } else if let Some(path) = argument.strip_prefix('@') {
-        std::fs::read_to_string(path).with_context(|| {
+        std::fs::read(path).with_context(|| {
             format!("cannot read --payload file `{path}` — check the path after `@`")
         })?
     } else {
-        argument.to_string()
+        return Ok(parse(argument)?);
     };
-    Ok(parse(&text)?)
+    Ok(parse(&utf8(bytes)?)?)
+}
+
+/// Payload bytes as text: JSON is UTF-8, so anything else is an invalid payload (exit 6),
+/// not an I/O error.
+fn utf8(bytes: Vec<u8>) -> Result<String, Failure> {
+    String::from_utf8(bytes).map_err(|err| Failure::InvalidPayload {
+        reason: format!(
+            "not UTF-8 text (the first invalid byte is at offset {}); JSON must be UTF-8",
+            err.utf8_error().valid_up_to()
+        ),
+    })
 }
 
 /// Parses payload text into a JSON object.

@@ -18,6 +18,7 @@
 //! [`Notification::Exit`].
 
 use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -32,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::command::{Format, TmuxCommand};
 use super::error::TmuxError;
-use super::server::TmuxServerRef;
+use super::server::{literal_arg, TmuxServerRef};
 
 /// How to reach and attach to a session.
 #[derive(Debug, Clone)]
@@ -151,12 +152,17 @@ impl ControlClient {
             cmd.arg("-f").arg(file);
         }
         cmd.args(["-u", "-C"]);
+        // The name is data: a final `;` escaped, and for `new-session -s`, which tmux
+        // format-expands, `#` doubled.
         if options.create {
-            cmd.args(["new-session", "-A", "-s"]).arg(&options.session);
+            let name = options.session.replace('#', "##");
+            cmd.args(["new-session", "-A", "-s"])
+                .arg(literal_arg(OsStr::new(&name)));
         } else {
             // `=` asks for an exact match instead of a name prefix.
+            let target = format!("={}", options.session);
             cmd.args(["attach-session", "-t"])
-                .arg(format!("={}", options.session));
+                .arg(literal_arg(OsStr::new(&target)));
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -438,11 +438,11 @@ impl Runner {
     }
 
     /// Puts a taken command back at the head of the queue.
-    async fn give_back(&self, raw: &str) {
+    async fn give_back(&self, raw: &[u8]) {
         match self.bus.return_to_queue(self.id(), raw).await {
             Ok(_) => {
                 tracing::info!(worker = %self.id(), "returned the command in flight to the head of the queue");
-                if let Ok(cmd) = serde_json::from_str::<Command>(raw) {
+                if let Ok(cmd) = Command::decode(raw) {
                     self.emit(
                         Event::new(
                             EventKind::CommandRequeued,
@@ -464,7 +464,9 @@ impl Runner {
         let started_ms = now_ms();
         let cmd = match delivery.command {
             Ok(cmd) => cmd,
-            Err(reason) => return Step::Done(self.finish_poison(&delivery.raw, reason).await),
+            Err(reason) => {
+                return Step::Done(self.finish_poison(&delivery.raw, reason.to_string()).await)
+            }
         };
         tracing::info!(worker = %self.id(), command_id = %cmd.id, r#type = %cmd.kind, attempt = cmd.attempt, "command received");
         if cmd.attempt > cmd.max_attempts {
@@ -603,7 +605,7 @@ impl Runner {
     async fn finish(
         &self,
         cmd: &Command,
-        raw: &str,
+        raw: &[u8],
         started_ms: u64,
         outcome: Result<Value, (String, DlqReason)>,
         received: Option<Event>,
@@ -718,10 +720,10 @@ impl Runner {
 
     /// Sends an element that is not a valid command to the DLQ (through the worker's
     /// dead-letter list, see [`Bus::dead_letter`]); retried while Redis is unreachable.
-    async fn finish_poison(&self, raw: &str, reason: String) -> Flow {
+    async fn finish_poison(&self, raw: &[u8], reason: String) -> Flow {
         let entry = DlqEntry {
             id: new_id(),
-            command: DlqCommand::Raw(raw.to_string()),
+            command: DlqCommand::from_raw(raw),
             error: reason.clone(),
             worker: self.id().to_string(),
             ts_ms: now_ms(),
