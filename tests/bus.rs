@@ -679,7 +679,7 @@ async fn every_script_and_multi_key_step_stays_in_one_cluster_slot() {
         ts_ms: now_ms(),
         reason: DlqReason::Poison,
     };
-    assert!(bus.dead_letter(w, "not json", gen, &entry).await.unwrap());
+    assert!(bus.dead_letter(w, b"not json", gen, &entry).await.unwrap());
     assert_eq!(bus.dlq_len().await.unwrap(), 3);
     // DLQ retry, remove and purge; events; the listing of workers.
     let exhausted_entry = bus.dlq_show(&exhausted.id).await.unwrap();

@@ -252,7 +252,7 @@ impl Bus {
         let (replies, taken) = finish
             .query_then(&mut blocking.conn, self.take_cmd(worker, block))
             .await?;
-        let raw: Option<String> = redis::from_redis_value(taken)?;
+        let raw: Option<Vec<u8>> = redis::from_redis_value(taken)?;
         Ok((replies, raw.map(Delivery::parse)))
     }
 
@@ -526,7 +526,7 @@ impl Bus {
     pub async fn dead_letter(
         &self,
         worker: &str,
-        raw: &str,
+        raw: &[u8],
         generation: u64,
         entry: &DlqEntry,
     ) -> Result<bool, BusError> {
@@ -539,7 +539,11 @@ impl Bus {
         let reply: (i64, u64) = eval(
             DEAD_LETTER,
             &keys,
-            &[raw.to_string(), generation.to_string(), json],
+            &[
+                raw.to_vec(),
+                generation.to_string().into_bytes(),
+                json.into_bytes(),
+            ],
         )
         .query_async(&mut self.conn.clone())
         .await?;

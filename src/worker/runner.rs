@@ -619,7 +619,7 @@ impl Runner {
     fn finish_batch(
         &self,
         cmd: &Command,
-        raw: &str,
+        raw: &[u8],
         started_ms: u64,
         outcome: Result<Value, (String, DlqReason)>,
         received: Option<Event>,
