@@ -130,6 +130,7 @@ impl Supervisor<'_> {
         // is not taken for news.
         self.model.respawned(PaneId(pane), new_pid);
         self.detect(pane);
+        self.exits.watch(pane, new_pid);
         if let Some(entry) = self.panes.get_mut(&pane) {
             entry.pid = new_pid;
             entry.started_at = now;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::actions::{exit_json, exit_text, Trigger};
 use super::detect::{DeathDetector, Detection};
+use super::exit_watch::{ExitWatch, KICK_DELAYS};
 use super::history::{self};
 use super::lease::Lease;
 use super::managed::{self, ManagedPane};
@@ -56,6 +57,37 @@ pub(super) enum LoopEnd {
     TmuxExited(String),
 }
 
+/// What woke the event loop.
+enum Wake {
+    Stop,
+    Note(Option<Notification>),
+    ProcessExited { pane: u32, pid: u32 },
+    KickDue,
+    Tick,
+}
+
+/// A managed process that exited (pidfd) while tmux has not reported its death yet.
+#[derive(Debug, Clone, Copy)]
+struct UnreportedExit {
+    pid: u32,
+    exited_at: Instant,
+    /// Kicks sent so far (an index into [`KICK_DELAYS`]).
+    kicks: usize,
+}
+
+impl UnreportedExit {
+    fn next_kick(&self) -> Option<Instant> {
+        KICK_DELAYS.get(self.kicks).map(|d| self.exited_at + *d)
+    }
+}
+
+/// What one tick's registry listing says about a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WorkerFacts {
+    registered: bool,
+    heartbeat_fresh: bool,
+}
+
 /// One managed pane as the event loop tracks it.
 #[derive(Debug, Clone)]
 pub(super) struct Managed {
@@ -87,6 +119,10 @@ pub(super) struct Supervisor<'a> {
     /// The listing the model is refreshed from (reads the worker tag).
     listing: PaneListing,
     pub(super) detector: DeathDetector,
+    /// pidfds of the managed pane processes: an exit seen here before tmux reports it
+    /// triggers the lost-SIGCHLD kick early.
+    pub(super) exits: ExitWatch,
+    unreported_exits: HashMap<u32, UnreportedExit>,
     pub(super) panes: HashMap<u32, Managed>,
     /// Queue depth per worker from the last registry listing.
     pub(super) queue_depths: HashMap<String, usize>,
@@ -116,6 +152,8 @@ impl<'a> Supervisor<'a> {
             model: SessionModel::new(session),
             listing: PaneListing::new(vec![option(WORKER_OPTION)]),
             detector: DeathDetector::new(UNREAPED_GIVE_UP),
+            exits: ExitWatch::new(),
+            unreported_exits: HashMap::new(),
             panes: HashMap::new(),
             queue_depths: HashMap::new(),
             adopt_since_ms,
@@ -140,18 +178,38 @@ impl<'a> Supervisor<'a> {
         let mut tick = tokio::time::interval(self.opts.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let kick_due = self.next_kick_due();
             // Notifications first: a death waiting behind a tick's work would be late.
-            let step = tokio::select! {
+            let wake = tokio::select! {
                 biased;
-                _ = stop.cancelled() => return Ok(LoopEnd::Stopped),
-                note = notes.recv() => match note {
-                    None => return Ok(LoopEnd::TmuxExited(
-                        self.client.exit_reason().unwrap_or_else(|| "control client ended".into()),
-                    )),
-                    Some(Notification::Exit { reason }) => return Ok(LoopEnd::TmuxExited(reason)),
-                    Some(note @ Notification::Event(_)) => self.on_notification(note).await,
-                },
-                _ = tick.tick() => self.on_tick().await,
+                _ = stop.cancelled() => Wake::Stop,
+                note = notes.recv() => Wake::Note(note),
+                (pane, pid) = self.exits.next_exit() => Wake::ProcessExited { pane, pid },
+                _ = tokio::time::sleep_until(kick_due.unwrap_or_else(Instant::now).into()), if kick_due.is_some() => Wake::KickDue,
+                _ = tick.tick() => Wake::Tick,
+            };
+            let step = match wake {
+                Wake::Stop => return Ok(LoopEnd::Stopped),
+                Wake::Note(None) => {
+                    return Ok(LoopEnd::TmuxExited(
+                        self.client
+                            .exit_reason()
+                            .unwrap_or_else(|| "control client ended".into()),
+                    ))
+                }
+                Wake::Note(Some(Notification::Exit { reason })) => {
+                    return Ok(LoopEnd::TmuxExited(reason))
+                }
+                Wake::Note(Some(note @ Notification::Event(_))) => self.on_notification(note).await,
+                Wake::ProcessExited { pane, pid } => {
+                    self.on_process_exit(pane, pid);
+                    Ok(())
+                }
+                Wake::KickDue => {
+                    self.kick_unreported_exits();
+                    Ok(())
+                }
+                Wake::Tick => self.on_tick().await,
             };
             match step {
                 Ok(()) => {}
@@ -176,7 +234,7 @@ impl<'a> Supervisor<'a> {
             .await?;
         self.server_pid = Some(self.client.server_pid().await?);
         self.client.run(&pane_subscription()).await?;
-        self.reconcile().await
+        self.reconcile().await.map(|_| ())
     }
 
     /// Removes what only a running coordinator should have: the per-pane hooks (their
@@ -233,11 +291,8 @@ impl<'a> Supervisor<'a> {
 
     async fn on_tick(&mut self) -> Result<(), CoordinatorError> {
         keep_lease(self.lease, &mut self.renewed_at, &self.opts.session).await?;
-        self.reconcile().await?;
-        let panes: Vec<u32> = self.panes.keys().copied().collect();
-        for pane in panes {
-            self.evaluate(pane).await?;
-        }
+        let facts = self.reconcile().await?;
+        self.evaluate_all(&facts).await?;
         for request in requests::drain(self.bus, &self.config.node, &self.opts.session).await? {
             let response = self.handle_request(&request).await;
             requests::reply(self.bus, &request.id, &response).await?;
@@ -245,11 +300,83 @@ impl<'a> Supervisor<'a> {
         self.show_status().await
     }
 
+    /// A managed process exited (its pidfd): unless tmux reported the death already, kick
+    /// the tmux server after [`KICK_DELAYS`] until it does.
+    fn on_process_exit(&mut self, pane: u32, pid: u32) {
+        if self.death_unreported(pane, pid) {
+            self.unreported_exits.insert(
+                pane,
+                UnreportedExit {
+                    pid,
+                    exited_at: Instant::now(),
+                    kicks: 0,
+                },
+            );
+        }
+    }
+
+    /// Whether `pid` is still the process of managed `pane` and its death is not known.
+    fn death_unreported(&self, pane: u32, pid: u32) -> bool {
+        self.panes
+            .get(&pane)
+            .is_some_and(|m| m.pid == pid && m.dead.is_none())
+    }
+
+    fn next_kick_due(&self) -> Option<Instant> {
+        self.unreported_exits
+            .values()
+            .filter_map(UnreportedExit::next_kick)
+            .min()
+    }
+
+    /// Sends SIGCHLD to the tmux server (lost-SIGCHLD recovery, docs/tmux-control-mode.md
+    /// §6) once for every exited process whose kick is due and whose death tmux still has
+    /// not reported; tmux then reaps it and the `pane-died` hook reports the status.
+    fn kick_unreported_exits(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (pane, exit) in &self.unreported_exits {
+            if exit.next_kick().is_some_and(|at| at <= now) {
+                due.push((*pane, exit.pid));
+            }
+        }
+        let mut kick = false;
+        for (pane, pid) in due {
+            if !self.death_unreported(pane, pid) {
+                self.unreported_exits.remove(&pane);
+                continue;
+            }
+            let exit = self
+                .unreported_exits
+                .get_mut(&pane)
+                .expect("listed as due above");
+            exit.kicks += 1;
+            tracing::debug!(pane = %pane_name(pane), pid, kicks = exit.kicks, "pane process exited but tmux has not reported it: sending SIGCHLD to the tmux server");
+            if exit.next_kick().is_none() {
+                // The listing on every tick and the detector's own kicks take over.
+                self.unreported_exits.remove(&pane);
+            }
+            kick = true;
+        }
+        if kick {
+            self.kick_server();
+        }
+    }
+
+    fn kick_server(&self) {
+        if let Some(pid) = self.server_pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) has no memory effects.
+            unsafe {
+                libc::kill(pid, libc::SIGCHLD);
+            }
+        }
+    }
+
     /// Lists the session's panes into the model, tags newly registered workers, forgets
     /// closed panes and feeds every managed pane's state to the detector (catching what
     /// notifications missed, and repeating an unresolved death for the SIGCHLD kick and the
-    /// give-up delay).
-    async fn reconcile(&mut self) -> Result<(), CoordinatorError> {
+    /// give-up delay). Returns what the registry listing says about each worker.
+    async fn reconcile(&mut self) -> Result<HashMap<String, WorkerFacts>, CoordinatorError> {
         let reply = self
             .client
             .run(&self.listing.command(self.session)?)
@@ -265,6 +392,16 @@ impl<'a> Supervisor<'a> {
         self.queue_depths = workers
             .iter()
             .map(|w| (w.id.clone(), w.queue_depth))
+            .collect();
+        let facts = workers
+            .iter()
+            .map(|w| {
+                let facts = WorkerFacts {
+                    registered: w.info.is_some(),
+                    heartbeat_fresh: w.alive,
+                };
+                (w.id.clone(), facts)
+            })
             .collect();
         let registered: HashMap<String, WorkerInfo> = workers
             .into_iter()
@@ -283,6 +420,8 @@ impl<'a> Supervisor<'a> {
             if let Some(m) = self.panes.remove(pane) {
                 tracing::info!(pane = %pane_name(*pane), worker = %m.worker, "managed pane closed; forgetting it");
                 self.detector.forget(*pane);
+                self.exits.forget(*pane);
+                self.unreported_exits.remove(pane);
                 managed::remove(self.bus, &m.worker).await?;
             }
         }
@@ -309,7 +448,7 @@ impl<'a> Supervisor<'a> {
         for pane in managed {
             self.on_pane_change(pane).await?;
         }
-        Ok(())
+        Ok(facts)
     }
 
     /// Starts managing a pane: tag it (if new), make it stay after its process exits, hook
@@ -348,6 +487,7 @@ impl<'a> Supervisor<'a> {
         };
         let recorded = self.record(worker, info).await?;
         tracing::info!(pane = %pane_name(pane), %worker, pid, tagged = tag, "managing pane");
+        self.exits.watch(pane, pid);
         self.panes.insert(
             pane,
             Managed {
@@ -404,20 +544,14 @@ impl<'a> Supervisor<'a> {
                         m.dead = None;
                         m.heartbeat_missing_since = None;
                         m.heartbeat_missed_reported = false;
+                        self.exits.watch(pane, pid);
                     }
                 }
                 Ok(())
             }
             Detection::KickServer { pane } => {
-                if let Some(server) = self.server_pid {
-                    tracing::info!(pane = %pane_name(pane), server, "dead pane without exit status: sending SIGCHLD to the tmux server (lost-SIGCHLD recovery)");
-                    if let Ok(pid) = libc::pid_t::try_from(server) {
-                        // SAFETY: kill(2) has no memory effects.
-                        unsafe {
-                            libc::kill(pid, libc::SIGCHLD);
-                        }
-                    }
-                }
+                tracing::info!(pane = %pane_name(pane), server = ?self.server_pid, "dead pane without exit status: sending SIGCHLD to the tmux server (lost-SIGCHLD recovery)");
+                self.kick_server();
                 Ok(())
             }
             Detection::Died { pane, pid, exit } => {
@@ -428,6 +562,7 @@ impl<'a> Supervisor<'a> {
                 m.dead = Some((SystemTime::now(), exit));
                 m.jitter = Jitter::random();
                 let worker = m.worker.clone();
+                self.unreported_exits.remove(&pane);
                 tracing::info!(pane = %pane_name(pane), %worker, pid, exit = %exit_text(exit), "worker pane exited");
                 let mut details = exit_json(exit);
                 details["pane"] = json!(pane_name(pane));
@@ -447,37 +582,94 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Gathers the facts about one managed pane, asks the policy and acts.
+    /// Gathers the facts about one managed pane (a few round trips), asks the policy and
+    /// acts: the path of a death, which must not wait for the tick.
     pub(super) async fn evaluate(&mut self, pane: u32) -> Result<(), CoordinatorError> {
         let Some(m) = self.panes.get(&pane) else {
             return Ok(());
         };
         let worker = m.worker.clone();
+        let facts = match m.dead {
+            Some((_, ExitStatus::Code(0))) => WorkerFacts {
+                registered: self.bus.is_registered(&worker).await?,
+                heartbeat_fresh: false,
+            },
+            Some(_) => WorkerFacts {
+                registered: true,
+                heartbeat_fresh: false,
+            },
+            None => WorkerFacts {
+                registered: true,
+                heartbeat_fresh: self.bus.heartbeat_ttl(&worker).await?.is_some(),
+            },
+        };
+        let history = history::load(self.bus, &worker).await?;
+        self.judge(pane, facts, history).await
+    }
+
+    /// Evaluates every managed pane on a tick from the tick's registry listing (`facts`) and
+    /// one pipelined history read: a constant number of round trips, however many panes.
+    async fn evaluate_all(
+        &mut self,
+        facts: &HashMap<String, WorkerFacts>,
+    ) -> Result<(), CoordinatorError> {
+        let absent = WorkerFacts {
+            registered: false,
+            heartbeat_fresh: false,
+        };
+        let panes: Vec<(u32, String, WorkerFacts)> = self
+            .panes
+            .iter()
+            .map(|(pane, m)| {
+                let f = facts.get(&m.worker).copied().unwrap_or(absent);
+                (*pane, m.worker.clone(), f)
+            })
+            .collect();
+        let wanted: Vec<(&str, bool)> = panes
+            .iter()
+            .map(|(pane, worker, f)| {
+                let running_fine =
+                    f.heartbeat_fresh && self.panes.get(pane).is_some_and(|m| m.dead.is_none());
+                (worker.as_str(), !running_fine)
+            })
+            .collect();
+        let histories = history::load_many(self.bus, &wanted).await?;
+        for ((pane, _, f), history) in panes.into_iter().zip(histories) {
+            self.judge(pane, f, history).await?;
+        }
+        Ok(())
+    }
+
+    /// Asks the policy about one managed pane given the facts and its history, shows the
+    /// resulting state and acts.
+    async fn judge(
+        &mut self,
+        pane: u32,
+        facts: WorkerFacts,
+        history: policy::RestartHistory,
+    ) -> Result<(), CoordinatorError> {
+        let Some(m) = self.panes.get_mut(&pane) else {
+            return Ok(());
+        };
+        let worker = m.worker.clone();
         let now = SystemTime::now();
         let state = match m.dead {
-            Some((_, ExitStatus::Code(0))) if !self.bus.is_registered(&worker).await? => {
-                policy::PaneState::Stopped
-            }
+            Some((_, ExitStatus::Code(0))) if !facts.registered => policy::PaneState::Stopped,
             Some((since, exit)) => policy::PaneState::Dead { since, exit },
+            None if facts.heartbeat_fresh => {
+                m.heartbeat_missing_since = None;
+                m.heartbeat_missed_reported = false;
+                policy::PaneState::Running {
+                    heartbeat: Heartbeat::Fresh,
+                }
+            }
             None => {
-                let fresh = self.bus.heartbeat_ttl(&worker).await?.is_some();
-                let m = self.panes.get_mut(&pane).expect("checked above");
-                if fresh {
-                    m.heartbeat_missing_since = None;
-                    m.heartbeat_missed_reported = false;
-                    policy::PaneState::Running {
-                        heartbeat: Heartbeat::Fresh,
-                    }
-                } else {
-                    let since = *m.heartbeat_missing_since.get_or_insert(now);
-                    policy::PaneState::Running {
-                        heartbeat: Heartbeat::Missing { since },
-                    }
+                let since = *m.heartbeat_missing_since.get_or_insert(now);
+                policy::PaneState::Running {
+                    heartbeat: Heartbeat::Missing { since },
                 }
             }
         };
-        let history = history::load(self.bus, &worker).await?;
-        let m = self.panes.get_mut(&pane).expect("checked above");
         let health = PaneHealth {
             started_at: m.started_at,
             state,

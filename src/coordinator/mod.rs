@@ -2,7 +2,8 @@
 //!
 //! `panebus attach SESSION` ([`supervisor`]) holds a leader lease ([`lease`]), attaches to
 //! tmux in control mode, and runs the event loop (`event_loop.rs`): it detects pane deaths
-//! ([`detect`]) and hung workers, asks the pure [`policy`] what to do, and has the actions
+//! ([`detect`], with [`exit_watch`] seeing pane processes exit through pidfds) and hung
+//! workers, asks the pure [`policy`] what to do, and has the actions
 //! (`actions.rs`) respawn or quarantine panes. [`reconcile`] decides which panes are
 //! managed; [`history`] and [`managed`] keep what the policy needs in Redis so a new
 //! coordinator carries on where the last one stopped; [`requests`] carries `panebus
@@ -12,6 +13,7 @@
 mod actions;
 pub mod detect;
 mod event_loop;
+pub mod exit_watch;
 pub mod history;
 pub mod lease;
 pub mod managed;
