@@ -900,6 +900,7 @@ fn detection_latency() {
     rig.wait_managed(&pane);
     let sets = key_sets(&rig, &rig.keys.heartbeat(&wid));
     let mut detect = Vec::new();
+    let mut respawned = Vec::new();
     let mut registered = Vec::new();
     let mut misses = 0;
     for round in 0..rounds {
@@ -933,8 +934,14 @@ fn detection_latency() {
             let p = rig.pane_pid(&pane);
             p != pid && rig.registered_pid(&pane) == Some(p)
         });
+        wait_for("pane_respawned", || {
+            event_ms(&rig, "pane_respawned", &wid, round).is_some()
+        });
+        let respawn_sent = event_ms(&rig, "pane_respawned", &wid, round).unwrap();
+        respawned.push(respawn_sent.saturating_sub(killed_ms) as f64);
     }
     detect.sort_by(f64::total_cmp);
+    respawned.sort_by(f64::total_cmp);
     registered.sort_by(f64::total_cmp);
     let over_10 = detect.iter().filter(|&&d| d > 10.0).count();
     let log = rig.log("coord.log");
@@ -947,6 +954,12 @@ fn detection_latency() {
         percentile(&detect, 0.5),
         percentile(&detect, 0.99),
         detect.last().unwrap()
+    );
+    println!(
+        "kill -9 -> pane_respawned event (respawn-pane done): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        percentile(&respawned, 0.5),
+        percentile(&respawned, 0.99),
+        respawned.last().unwrap()
     );
     println!(
         "kill -9 -> respawned worker registered (first heartbeat): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",

@@ -351,7 +351,7 @@ impl<'a> Supervisor<'a> {
                 .get_mut(&pane)
                 .expect("listed as due above");
             exit.kicks += 1;
-            tracing::debug!(pane = %pane_name(pane), pid, kicks = exit.kicks, "pane process exited but tmux has not reported it: sending SIGCHLD to the tmux server");
+            tracing::info!(pane = %pane_name(pane), pid, kicks = exit.kicks, "pane process exited but tmux has not reported it: sending SIGCHLD to the tmux server");
             if exit.next_kick().is_none() {
                 // The listing on every tick and the detector's own kicks take over.
                 self.unreported_exits.remove(&pane);
@@ -568,8 +568,12 @@ impl<'a> Supervisor<'a> {
                 details["pane"] = json!(pane_name(pane));
                 details["pid"] = json!(pid);
                 details["session"] = json!(self.opts.session);
-                emit(self.bus, EventKind::PaneExited, &worker, details).await;
-                self.evaluate(pane).await
+                // The event goes out with the reads of the evaluation (one connection, in
+                // order), so the respawn does not wait a round trip for it.
+                let bus = self.bus;
+                let exited = emit(bus, EventKind::PaneExited, &worker, details);
+                let ((), evaluated) = tokio::join!(exited, self.evaluate(pane));
+                evaluated
             }
         }
     }
@@ -589,9 +593,22 @@ impl<'a> Supervisor<'a> {
             return Ok(());
         };
         let worker = m.worker.clone();
-        let facts = match m.dead {
+        let (facts, history) = tokio::join!(
+            self.facts(&worker, m.dead),
+            history::load(self.bus, &worker)
+        );
+        self.judge(pane, facts?, history?).await
+    }
+
+    /// What the policy needs to know about `worker` from Redis, given its pane's death.
+    async fn facts(
+        &self,
+        worker: &str,
+        dead: Option<(SystemTime, ExitStatus)>,
+    ) -> Result<WorkerFacts, CoordinatorError> {
+        Ok(match dead {
             Some((_, ExitStatus::Code(0))) => WorkerFacts {
-                registered: self.bus.is_registered(&worker).await?,
+                registered: self.bus.is_registered(worker).await?,
                 heartbeat_fresh: false,
             },
             Some(_) => WorkerFacts {
@@ -600,11 +617,9 @@ impl<'a> Supervisor<'a> {
             },
             None => WorkerFacts {
                 registered: true,
-                heartbeat_fresh: self.bus.heartbeat_ttl(&worker).await?.is_some(),
+                heartbeat_fresh: self.bus.heartbeat_ttl(worker).await?.is_some(),
             },
-        };
-        let history = history::load(self.bus, &worker).await?;
-        self.judge(pane, facts, history).await
+        })
     }
 
     /// Evaluates every managed pane on a tick from the tick's registry listing (`facts`) and
