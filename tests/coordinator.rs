@@ -1166,7 +1166,8 @@ fn coordinator_cost() {
         kills += 1;
         std::thread::sleep(Duration::from_millis(churn_ms));
     }
-    let (after, churn_rss) = cpu_and_rss(pid);
+    let (after, churn_rss_kb) = cpu_and_rss(pid);
+    let churn_rss = churn_rss_kb / 1024;
     // SAFETY: sysconf has no memory effects.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let churn_cpu = (after - before) as f64 / hz / start.elapsed().as_secs_f64() * 100.0;
