@@ -27,6 +27,7 @@ use super::policy::{
 };
 use super::reconcile;
 use super::requests::{self};
+use super::roster;
 use super::status_line::{
     self, PaneState, PANE_STATE_OPTION, SESSION_STATUS_OPTION, WORKER_OPTION,
 };
@@ -388,24 +389,36 @@ impl<'a> Supervisor<'a> {
         // The changes need no handling of their own: every managed pane is fed to the
         // detector below, and the plan finds the managed panes that are gone.
         self.model.replace_panes(records);
-        let workers = self.bus.list_workers().await?;
+        let candidates: HashSet<String> = self
+            .model
+            .panes
+            .keys()
+            .map(|p| reconcile::worker_id(&self.config.node, p.0))
+            .collect();
+        let recorded: HashSet<&str> = self
+            .panes
+            .values()
+            .filter(|m| m.recorded)
+            .map(|m| m.worker.as_str())
+            .collect();
+        let mut workers = roster::read(self.bus, &candidates, &recorded).await?;
         self.queue_depths = workers
             .iter()
-            .map(|w| (w.id.clone(), w.queue_depth))
+            .map(|(id, w)| (id.clone(), w.queue_depth))
             .collect();
         let facts = workers
             .iter()
-            .map(|w| {
+            .map(|(id, w)| {
                 let facts = WorkerFacts {
-                    registered: w.info.is_some(),
-                    heartbeat_fresh: w.alive,
+                    registered: w.registered,
+                    heartbeat_fresh: w.heartbeat_fresh,
                 };
-                (w.id.clone(), facts)
+                (id.clone(), facts)
             })
             .collect();
         let registered: HashMap<String, WorkerInfo> = workers
-            .into_iter()
-            .filter_map(|w| w.info.map(|i| (w.id, i)))
+            .iter_mut()
+            .filter_map(|(id, w)| w.info.take().map(|i| (id.clone(), i)))
             .collect();
         let known: HashSet<u32> = self.panes.keys().copied().collect();
         let plan = reconcile::plan(

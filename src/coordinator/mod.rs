@@ -5,7 +5,8 @@
 //! ([`detect`], with [`exit_watch`] seeing pane processes exit through pidfds) and hung
 //! workers, asks the pure [`policy`] what to do, and has the actions
 //! (`actions.rs`) respawn or quarantine panes. [`reconcile`] decides which panes are
-//! managed; [`history`] and [`managed`] keep what the policy needs in Redis so a new
+//! managed, from what [`roster`] reads about the session's workers on every tick;
+//! [`history`] and [`managed`] keep what the policy needs in Redis so a new
 //! coordinator carries on where the last one stopped; [`requests`] carries `panebus
 //! restart` to the leader; [`status_line`] renders what tmux shows; [`stop`] turns signals
 //! into a clean shutdown. The heartbeat-only [`watchdog`] shares the policy and history.
@@ -20,6 +21,7 @@ pub mod managed;
 pub mod policy;
 pub mod reconcile;
 pub mod requests;
+pub mod roster;
 pub mod status_line;
 pub mod stop;
 pub mod supervisor;
