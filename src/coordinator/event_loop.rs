@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::actions::{exit_json, exit_text, Trigger};
 use super::detect::{DeathDetector, Detection};
-use super::exit_watch::{ExitWatch, KICK_DELAYS};
+use super::exit_watch::ExitWatch;
 use super::history::{self};
 use super::lease::Lease;
 use super::managed::{self, ManagedPane};
@@ -56,30 +56,6 @@ pub(super) fn option(name: &str) -> OptionName {
 pub(super) enum LoopEnd {
     Stopped,
     TmuxExited(String),
-}
-
-/// What woke the event loop.
-enum Wake {
-    Stop,
-    Note(Option<Notification>),
-    ProcessExited { pane: u32, pid: u32 },
-    KickDue,
-    Tick,
-}
-
-/// A managed process that exited (pidfd) while tmux has not reported its death yet.
-#[derive(Debug, Clone, Copy)]
-struct UnreportedExit {
-    pid: u32,
-    exited_at: Instant,
-    /// Kicks sent so far (an index into [`KICK_DELAYS`]).
-    kicks: usize,
-}
-
-impl UnreportedExit {
-    fn next_kick(&self) -> Option<Instant> {
-        KICK_DELAYS.get(self.kicks).map(|d| self.exited_at + *d)
-    }
 }
 
 /// What one tick's registry listing says about a worker.
@@ -120,10 +96,9 @@ pub(super) struct Supervisor<'a> {
     /// The listing the model is refreshed from (reads the worker tag).
     listing: PaneListing,
     pub(super) detector: DeathDetector,
-    /// pidfds of the managed pane processes: an exit seen here before tmux reports it
-    /// triggers the lost-SIGCHLD kick early.
+    /// pidfds of the managed pane processes: an exit tmux does not report within
+    /// milliseconds gets the tmux server kicked (lost SIGCHLD). Set up with the server pid.
     pub(super) exits: ExitWatch,
-    unreported_exits: HashMap<u32, UnreportedExit>,
     pub(super) panes: HashMap<u32, Managed>,
     /// Queue depth per worker from the last registry listing.
     pub(super) queue_depths: HashMap<String, usize>,
@@ -153,8 +128,7 @@ impl<'a> Supervisor<'a> {
             model: SessionModel::new(session),
             listing: PaneListing::new(vec![option(WORKER_OPTION)]),
             detector: DeathDetector::new(UNREAPED_GIVE_UP),
-            exits: ExitWatch::new(),
-            unreported_exits: HashMap::new(),
+            exits: ExitWatch::new(0),
             panes: HashMap::new(),
             queue_depths: HashMap::new(),
             adopt_since_ms,
@@ -179,38 +153,18 @@ impl<'a> Supervisor<'a> {
         let mut tick = tokio::time::interval(self.opts.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let kick_due = self.next_kick_due();
             // Notifications first: a death waiting behind a tick's work would be late.
-            let wake = tokio::select! {
+            let step = tokio::select! {
                 biased;
-                _ = stop.cancelled() => Wake::Stop,
-                note = notes.recv() => Wake::Note(note),
-                (pane, pid) = self.exits.next_exit() => Wake::ProcessExited { pane, pid },
-                _ = tokio::time::sleep_until(kick_due.unwrap_or_else(Instant::now).into()), if kick_due.is_some() => Wake::KickDue,
-                _ = tick.tick() => Wake::Tick,
-            };
-            let step = match wake {
-                Wake::Stop => return Ok(LoopEnd::Stopped),
-                Wake::Note(None) => {
-                    return Ok(LoopEnd::TmuxExited(
-                        self.client
-                            .exit_reason()
-                            .unwrap_or_else(|| "control client ended".into()),
-                    ))
-                }
-                Wake::Note(Some(Notification::Exit { reason })) => {
-                    return Ok(LoopEnd::TmuxExited(reason))
-                }
-                Wake::Note(Some(note @ Notification::Event(_))) => self.on_notification(note).await,
-                Wake::ProcessExited { pane, pid } => {
-                    self.on_process_exit(pane, pid);
-                    Ok(())
-                }
-                Wake::KickDue => {
-                    self.kick_unreported_exits();
-                    Ok(())
-                }
-                Wake::Tick => self.on_tick().await,
+                _ = stop.cancelled() => return Ok(LoopEnd::Stopped),
+                note = notes.recv() => match note {
+                    None => return Ok(LoopEnd::TmuxExited(
+                        self.client.exit_reason().unwrap_or_else(|| "control client ended".into()),
+                    )),
+                    Some(Notification::Exit { reason }) => return Ok(LoopEnd::TmuxExited(reason)),
+                    Some(note @ Notification::Event(_)) => self.on_notification(note).await,
+                },
+                _ = tick.tick() => self.on_tick().await,
             };
             match step {
                 Ok(()) => {}
@@ -233,7 +187,9 @@ impl<'a> Supervisor<'a> {
                 (ClientFlag::IgnoreSize, true),
             ]))
             .await?;
-        self.server_pid = Some(self.client.server_pid().await?);
+        let server_pid = self.client.server_pid().await?;
+        self.server_pid = Some(server_pid);
+        self.exits = ExitWatch::new(server_pid);
         self.client.run(&pane_subscription()).await?;
         self.reconcile().await.map(|_| ())
     }
@@ -299,69 +255,6 @@ impl<'a> Supervisor<'a> {
             requests::reply(self.bus, &request.id, &response).await?;
         }
         self.show_status().await
-    }
-
-    /// A managed process exited (its pidfd): unless tmux reported the death already, kick
-    /// the tmux server after [`KICK_DELAYS`] until it does.
-    fn on_process_exit(&mut self, pane: u32, pid: u32) {
-        if self.death_unreported(pane, pid) {
-            self.unreported_exits.insert(
-                pane,
-                UnreportedExit {
-                    pid,
-                    exited_at: Instant::now(),
-                    kicks: 0,
-                },
-            );
-        }
-    }
-
-    /// Whether `pid` is still the process of managed `pane` and its death is not known.
-    fn death_unreported(&self, pane: u32, pid: u32) -> bool {
-        self.panes
-            .get(&pane)
-            .is_some_and(|m| m.pid == pid && m.dead.is_none())
-    }
-
-    fn next_kick_due(&self) -> Option<Instant> {
-        self.unreported_exits
-            .values()
-            .filter_map(UnreportedExit::next_kick)
-            .min()
-    }
-
-    /// Sends SIGCHLD to the tmux server (lost-SIGCHLD recovery, docs/tmux-control-mode.md
-    /// §6) once for every exited process whose kick is due and whose death tmux still has
-    /// not reported; tmux then reaps it and the `pane-died` hook reports the status.
-    fn kick_unreported_exits(&mut self) {
-        let now = Instant::now();
-        let mut due = Vec::new();
-        for (pane, exit) in &self.unreported_exits {
-            if exit.next_kick().is_some_and(|at| at <= now) {
-                due.push((*pane, exit.pid));
-            }
-        }
-        let mut kick = false;
-        for (pane, pid) in due {
-            if !self.death_unreported(pane, pid) {
-                self.unreported_exits.remove(&pane);
-                continue;
-            }
-            let exit = self
-                .unreported_exits
-                .get_mut(&pane)
-                .expect("listed as due above");
-            exit.kicks += 1;
-            tracing::info!(pane = %pane_name(pane), pid, kicks = exit.kicks, "pane process exited but tmux has not reported it: sending SIGCHLD to the tmux server");
-            if exit.next_kick().is_none() {
-                // The listing on every tick and the detector's own kicks take over.
-                self.unreported_exits.remove(&pane);
-            }
-            kick = true;
-        }
-        if kick {
-            self.kick_server();
-        }
     }
 
     fn kick_server(&self) {
@@ -434,7 +327,6 @@ impl<'a> Supervisor<'a> {
                 tracing::info!(pane = %pane_name(*pane), worker = %m.worker, "managed pane closed; forgetting it");
                 self.detector.forget(*pane);
                 self.exits.forget(*pane);
-                self.unreported_exits.remove(pane);
                 managed::remove(self.bus, &m.worker).await?;
             }
         }
@@ -575,7 +467,7 @@ impl<'a> Supervisor<'a> {
                 m.dead = Some((SystemTime::now(), exit));
                 m.jitter = Jitter::random();
                 let worker = m.worker.clone();
-                self.unreported_exits.remove(&pane);
+                self.exits.forget(pane);
                 tracing::info!(pane = %pane_name(pane), %worker, pid, exit = %exit_text(exit), "worker pane exited");
                 let mut details = exit_json(exit);
                 details["pane"] = json!(pane_name(pane));
