@@ -18,10 +18,10 @@ use super::managed;
 use super::policy::{ExitStatus, Failure, HistoryEntry, HistoryKind, QuarantineReason};
 use super::requests::{Request, Response};
 use super::status_line::PaneState;
-use super::supervisor::{emit, keep_lease, CoordinatorError};
+use super::supervisor::{emit, keep_lease, lease_held, CoordinatorError};
 use crate::bus::BusError;
 use crate::schema::{now_ms, EventKind};
-use crate::tmux::{Format, PaneId, Spawn, Target, TmuxCommand, TmuxError};
+use crate::tmux::{Format, PaneId, Reply, Spawn, Target, TmuxCommand, TmuxError};
 
 /// Lines of a pane kept in a quarantine diagnostic.
 const DIAGNOSTIC_LINES: usize = 20;
@@ -93,20 +93,35 @@ impl Supervisor<'_> {
 
     /// Respawns a managed pane in place: fence the old incarnation (kill it if it still
     /// runs), requeue its unacked commands, `respawn-pane -k`, record and report.
+    ///
+    /// Steps that do not depend on each other share a round trip (a death waits for every
+    /// one of them): the lease renewal goes out with the reads the respawn needs, and the
+    /// pid query and history record go out with `respawn-pane`. The renewal is checked
+    /// before anything is done, and the requeue precedes the respawn.
     pub(super) async fn respawn(
         &mut self,
         pane: u32,
         trigger: Trigger,
     ) -> Result<String, CoordinatorError> {
-        keep_lease(self.lease, &mut self.renewed_at, &self.opts.session).await?;
         let Some(m) = self.panes.get(&pane).cloned() else {
             return Ok(String::new());
         };
+        let (renewed, generation, spawn) = tokio::join!(
+            self.lease.renew(),
+            self.bus.generation(&m.worker),
+            self.spawn_for(&m.worker)
+        );
+        lease_held(
+            renewed,
+            self.lease,
+            &mut self.renewed_at,
+            &self.opts.session,
+        )?;
         if m.dead.is_none() {
             kill_pane_process(m.pid);
         }
-        let requeue = self.fence(&m.worker).await?;
-        let spawn = self.spawn_for(&m.worker).await?;
+        let requeue = self.requeue(&m.worker, generation?).await?;
+        let spawn = spawn?;
         let now = SystemTime::now();
         let failed_at = m.dead.map(|(t, _)| t).unwrap_or(now);
         let kind = match trigger {
@@ -118,18 +133,24 @@ impl Supervisor<'_> {
             Trigger::Manual => HistoryKind::ManualRestart,
         };
         // A respawn tmux refuses still counts as an attempt, so a pane that can never be
-        // respawned ends up quarantined instead of being retried on every tick.
-        let respawned = self
-            .client
-            .run(&TmuxCommand::respawn_pane(PaneId(pane), &spawn)?)
-            .await;
-        history::record(self.bus, &m.worker, &HistoryEntry { at: now, kind }).await?;
+        // respawned ends up quarantined instead of being retried on every tick. tmux
+        // answers in order, so the pid query sees the respawned process.
+        let respawn_cmd = TmuxCommand::respawn_pane(PaneId(pane), &spawn)?;
+        let pid_cmd = pane_pid_command(pane)?;
+        let entry = HistoryEntry { at: now, kind };
+        let (respawned, pid_reply, recorded) = tokio::join!(
+            self.client.run(&respawn_cmd),
+            self.client.run(&pid_cmd),
+            history::record(self.bus, &m.worker, &entry)
+        );
+        recorded?;
         respawned?;
-        let new_pid = self.pane_pid(pane).await?;
+        let new_pid = pane_pid_of(&pid_cmd, &pid_reply?)?;
         // Tell the model and the detector at once, so a late report about the old process
         // is not taken for news.
         self.model.respawned(PaneId(pane), new_pid);
         self.detect(pane);
+        self.exits.watch(pane, new_pid);
         if let Some(entry) = self.panes.get_mut(&pane) {
             entry.pid = new_pid;
             entry.started_at = now;
@@ -171,30 +192,20 @@ impl Supervisor<'_> {
     /// already is fine: it recovered them itself.
     pub(super) async fn fence(&self, worker: &str) -> Result<(usize, usize), CoordinatorError> {
         let generation = self.bus.generation(worker).await?;
+        self.requeue(worker, generation).await
+    }
+
+    /// [`Self::fence`] with the generation already read.
+    async fn requeue(
+        &self,
+        worker: &str,
+        generation: u64,
+    ) -> Result<(usize, usize), CoordinatorError> {
         match self.bus.requeue_unacked(worker, generation).await {
             Ok(outcome) => Ok((outcome.requeued, outcome.dead_lettered)),
             Err(BusError::Fenced { .. }) => Ok((0, 0)),
             Err(e) => Err(e.into()),
         }
-    }
-
-    pub(super) async fn pane_pid(&self, pane: u32) -> Result<u32, CoordinatorError> {
-        let cmd = TmuxCommand::display_message(
-            Some(Target::Pane(PaneId(pane))),
-            &Format::template("#{pane_pid}"),
-        )?;
-        let reply = self.client.run(&cmd).await?;
-        let lines = reply.text_lines();
-        lines
-            .first()
-            .and_then(|l| l.trim().parse().ok())
-            .ok_or_else(|| {
-                TmuxError::UnexpectedReply {
-                    command: cmd.line().to_string(),
-                    detail: format!("expected a pid, got {lines:?}"),
-                }
-                .into()
-            })
     }
 
     /// Stops respawning a pane: fence it, record a diagnostic, show it, report it.
@@ -313,4 +324,27 @@ impl Supervisor<'_> {
             Err(e) => fail(format!("restart failed: {e}")),
         }
     }
+}
+
+/// `display-message -p -t %N '#{pane_pid}'`.
+fn pane_pid_command(pane: u32) -> Result<TmuxCommand, CoordinatorError> {
+    Ok(TmuxCommand::display_message(
+        Some(Target::Pane(PaneId(pane))),
+        &Format::template("#{pane_pid}"),
+    )?)
+}
+
+/// The pid in the reply to [`pane_pid_command`].
+fn pane_pid_of(cmd: &TmuxCommand, reply: &Reply) -> Result<u32, CoordinatorError> {
+    let lines = reply.text_lines();
+    lines
+        .first()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| {
+            TmuxError::UnexpectedReply {
+                command: cmd.line().to_string(),
+                detail: format!("expected a pid, got {lines:?}"),
+            }
+            .into()
+        })
 }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::actions::{exit_json, exit_text, Trigger};
 use super::detect::{DeathDetector, Detection};
+use super::exit_watch::ExitWatch;
 use super::history::{self};
 use super::lease::Lease;
 use super::managed::{self, ManagedPane};
@@ -26,6 +27,7 @@ use super::policy::{
 };
 use super::reconcile;
 use super::requests::{self};
+use super::roster;
 use super::status_line::{
     self, PaneState, PANE_STATE_OPTION, SESSION_STATUS_OPTION, WORKER_OPTION,
 };
@@ -54,6 +56,13 @@ pub(super) fn option(name: &str) -> OptionName {
 pub(super) enum LoopEnd {
     Stopped,
     TmuxExited(String),
+}
+
+/// What one tick's registry listing says about a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WorkerFacts {
+    registered: bool,
+    heartbeat_fresh: bool,
 }
 
 /// One managed pane as the event loop tracks it.
@@ -87,6 +96,9 @@ pub(super) struct Supervisor<'a> {
     /// The listing the model is refreshed from (reads the worker tag).
     listing: PaneListing,
     pub(super) detector: DeathDetector,
+    /// pidfds of the managed pane processes: an exit tmux does not report within
+    /// milliseconds gets the tmux server kicked (lost SIGCHLD). Set up with the server pid.
+    pub(super) exits: ExitWatch,
     pub(super) panes: HashMap<u32, Managed>,
     /// Queue depth per worker from the last registry listing.
     pub(super) queue_depths: HashMap<String, usize>,
@@ -121,6 +133,7 @@ impl<'a> Supervisor<'a> {
             model: SessionModel::new(session),
             listing: PaneListing::new(vec![option(WORKER_OPTION)]),
             detector: DeathDetector::new(UNREAPED_GIVE_UP),
+            exits: ExitWatch::new(0),
             panes: HashMap::new(),
             queue_depths: HashMap::new(),
             adopt_since_ms,
@@ -183,9 +196,11 @@ impl<'a> Supervisor<'a> {
                 (ClientFlag::IgnoreSize, true),
             ]))
             .await?;
-        self.server_pid = Some(self.client.server_pid().await?);
+        let server_pid = self.client.server_pid().await?;
+        self.server_pid = Some(server_pid);
+        self.exits = ExitWatch::new(server_pid);
         self.client.run(&pane_subscription()).await?;
-        self.reconcile().await
+        self.reconcile().await.map(|_| ())
     }
 
     /// Removes what only a running coordinator should have: the per-pane hooks (their
@@ -242,11 +257,8 @@ impl<'a> Supervisor<'a> {
 
     async fn on_tick(&mut self) -> Result<(), CoordinatorError> {
         keep_lease(self.lease, &mut self.renewed_at, &self.opts.session).await?;
-        self.reconcile().await?;
-        let panes: Vec<u32> = self.panes.keys().copied().collect();
-        for pane in panes {
-            self.evaluate(pane).await?;
-        }
+        let facts = self.reconcile().await?;
+        self.evaluate_all(&facts).await?;
         for request in requests::drain(self.bus, &self.config.node, &self.opts.session).await? {
             let response = self.handle_request(&request).await;
             requests::reply(self.bus, &request.id, &response).await?;
@@ -254,11 +266,20 @@ impl<'a> Supervisor<'a> {
         self.show_status().await
     }
 
+    fn kick_server(&self) {
+        if let Some(pid) = self.server_pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) has no memory effects.
+            unsafe {
+                libc::kill(pid, libc::SIGCHLD);
+            }
+        }
+    }
+
     /// Lists the session's panes into the model, tags newly registered workers, forgets
     /// closed panes and feeds every managed pane's state to the detector (catching what
     /// notifications missed, and repeating an unresolved death for the SIGCHLD kick and the
-    /// give-up delay).
-    async fn reconcile(&mut self) -> Result<(), CoordinatorError> {
+    /// give-up delay). Returns what the registry listing says about each worker.
+    async fn reconcile(&mut self) -> Result<HashMap<String, WorkerFacts>, CoordinatorError> {
         let reply = self
             .client
             .run(&self.listing.command(self.session)?)
@@ -270,14 +291,36 @@ impl<'a> Supervisor<'a> {
         // The changes need no handling of their own: every managed pane is fed to the
         // detector below, and the plan finds the managed panes that are gone.
         self.model.replace_panes(records);
-        let workers = self.bus.list_workers().await?;
+        let candidates: HashSet<String> = self
+            .model
+            .panes
+            .keys()
+            .map(|p| reconcile::worker_id(&self.config.node, p.0))
+            .collect();
+        let recorded: HashSet<&str> = self
+            .panes
+            .values()
+            .filter(|m| m.recorded)
+            .map(|m| m.worker.as_str())
+            .collect();
+        let mut workers = roster::read(self.bus, &candidates, &recorded).await?;
         self.queue_depths = workers
             .iter()
-            .map(|w| (w.id.clone(), w.queue_depth))
+            .map(|(id, w)| (id.clone(), w.queue_depth))
+            .collect();
+        let facts = workers
+            .iter()
+            .map(|(id, w)| {
+                let facts = WorkerFacts {
+                    registered: w.registered,
+                    heartbeat_fresh: w.heartbeat_fresh,
+                };
+                (id.clone(), facts)
+            })
             .collect();
         let registered: HashMap<String, WorkerInfo> = workers
-            .into_iter()
-            .filter_map(|w| w.info.map(|i| (w.id, i)))
+            .iter_mut()
+            .filter_map(|(id, w)| w.info.take().map(|i| (id.clone(), i)))
             .collect();
         let known: HashSet<u32> = self.panes.keys().copied().collect();
         let plan = reconcile::plan(
@@ -292,6 +335,7 @@ impl<'a> Supervisor<'a> {
             if let Some(m) = self.panes.remove(pane) {
                 tracing::info!(pane = %pane_name(*pane), worker = %m.worker, "managed pane closed; forgetting it");
                 self.detector.forget(*pane);
+                self.exits.forget(*pane);
                 managed::remove(self.bus, &m.worker).await?;
             }
         }
@@ -318,7 +362,7 @@ impl<'a> Supervisor<'a> {
         for pane in managed {
             self.on_pane_change(pane).await?;
         }
-        Ok(())
+        Ok(facts)
     }
 
     /// Starts managing a pane: tag it (if new), make it stay after its process exits, hook
@@ -357,6 +401,7 @@ impl<'a> Supervisor<'a> {
         };
         let recorded = self.record(worker, info).await?;
         tracing::info!(pane = %pane_name(pane), %worker, pid, tagged = tag, "managing pane");
+        self.exits.watch(pane, pid);
         self.panes.insert(
             pane,
             Managed {
@@ -413,20 +458,14 @@ impl<'a> Supervisor<'a> {
                         m.dead = None;
                         m.heartbeat_missing_since = None;
                         m.heartbeat_missed_reported = false;
+                        self.exits.watch(pane, pid);
                     }
                 }
                 Ok(())
             }
             Detection::KickServer { pane } => {
-                if let Some(server) = self.server_pid {
-                    tracing::info!(pane = %pane_name(pane), server, "dead pane without exit status: sending SIGCHLD to the tmux server (lost-SIGCHLD recovery)");
-                    if let Ok(pid) = libc::pid_t::try_from(server) {
-                        // SAFETY: kill(2) has no memory effects.
-                        unsafe {
-                            libc::kill(pid, libc::SIGCHLD);
-                        }
-                    }
-                }
+                tracing::info!(pane = %pane_name(pane), server = ?self.server_pid, "dead pane without exit status: sending SIGCHLD to the tmux server (lost-SIGCHLD recovery)");
+                self.kick_server();
                 Ok(())
             }
             Detection::Died { pane, pid, exit } => {
@@ -437,13 +476,18 @@ impl<'a> Supervisor<'a> {
                 m.dead = Some((SystemTime::now(), exit));
                 m.jitter = Jitter::random();
                 let worker = m.worker.clone();
+                self.exits.forget(pane);
                 tracing::info!(pane = %pane_name(pane), %worker, pid, exit = %exit_text(exit), "worker pane exited");
                 let mut details = exit_json(exit);
                 details["pane"] = json!(pane_name(pane));
                 details["pid"] = json!(pid);
                 details["session"] = json!(self.opts.session);
-                emit(self.bus, EventKind::PaneExited, &worker, details).await;
-                self.evaluate(pane).await
+                // The event goes out with the reads of the evaluation (one connection, in
+                // order), so the respawn does not wait a round trip for it.
+                let bus = self.bus;
+                let exited = emit(bus, EventKind::PaneExited, &worker, details);
+                let ((), evaluated) = tokio::join!(exited, self.evaluate(pane));
+                evaluated
             }
         }
     }
@@ -456,43 +500,116 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Gathers the facts about one managed pane, asks the policy and acts.
+    /// Gathers the facts about one managed pane (a few round trips), asks the policy and
+    /// acts: the path of a death, which must not wait for the tick.
     pub(super) async fn evaluate(&mut self, pane: u32) -> Result<(), CoordinatorError> {
         let Some(m) = self.panes.get(&pane) else {
             return Ok(());
         };
         let worker = m.worker.clone();
+        let (facts, history) = tokio::join!(
+            self.facts(&worker, m.dead),
+            history::load(self.bus, &worker)
+        );
+        self.judge(pane, facts?, history?).await
+    }
+
+    /// What the policy needs to know about `worker` from Redis, given its pane's death.
+    async fn facts(
+        &self,
+        worker: &str,
+        dead: Option<(SystemTime, ExitStatus)>,
+    ) -> Result<WorkerFacts, CoordinatorError> {
+        Ok(match dead {
+            Some((_, ExitStatus::Code(0))) => WorkerFacts {
+                registered: self.bus.is_registered(worker).await?,
+                heartbeat_fresh: false,
+            },
+            Some(_) => WorkerFacts {
+                registered: true,
+                heartbeat_fresh: false,
+            },
+            None => WorkerFacts {
+                registered: true,
+                heartbeat_fresh: self.bus.heartbeat_ttl(worker).await?.is_some(),
+            },
+        })
+    }
+
+    /// Evaluates every managed pane on a tick from the tick's registry listing (`facts`) and
+    /// one pipelined history read: a constant number of round trips, however many panes.
+    async fn evaluate_all(
+        &mut self,
+        facts: &HashMap<String, WorkerFacts>,
+    ) -> Result<(), CoordinatorError> {
+        let absent = WorkerFacts {
+            registered: false,
+            heartbeat_fresh: false,
+        };
+        let panes: Vec<(u32, String, WorkerFacts)> = self
+            .panes
+            .iter()
+            .map(|(pane, m)| {
+                let f = facts.get(&m.worker).copied().unwrap_or(absent);
+                (*pane, m.worker.clone(), f)
+            })
+            .collect();
+        let wanted: Vec<(&str, bool)> = panes
+            .iter()
+            .map(|(pane, worker, f)| {
+                let running_fine =
+                    f.heartbeat_fresh && self.panes.get(pane).is_some_and(|m| m.dead.is_none());
+                (worker.as_str(), !running_fine)
+            })
+            .collect();
+        let histories = history::load_many(self.bus, &wanted).await?;
+        for ((pane, _, f), history) in panes.into_iter().zip(histories) {
+            self.judge(pane, f, history).await?;
+        }
+        Ok(())
+    }
+
+    /// Asks the policy about one managed pane given the facts and its history, shows the
+    /// resulting state and acts.
+    async fn judge(
+        &mut self,
+        pane: u32,
+        facts: WorkerFacts,
+        history: policy::RestartHistory,
+    ) -> Result<(), CoordinatorError> {
+        let Some(m) = self.panes.get_mut(&pane) else {
+            return Ok(());
+        };
+        let worker = m.worker.clone();
         let now = SystemTime::now();
         let state = match m.dead {
-            Some((_, ExitStatus::Code(0))) if !self.bus.is_registered(&worker).await? => {
-                policy::PaneState::Stopped
-            }
+            Some((_, ExitStatus::Code(0))) if !facts.registered => policy::PaneState::Stopped,
             Some((since, exit)) => policy::PaneState::Dead { since, exit },
+            None if facts.heartbeat_fresh => {
+                m.heartbeat_missing_since = None;
+                m.heartbeat_missed_reported = false;
+                policy::PaneState::Running {
+                    heartbeat: Heartbeat::Fresh,
+                }
+            }
             None => {
-                let fresh = self.bus.heartbeat_ttl(&worker).await?.is_some();
-                self.redis_contact_since.get_or_insert(now);
-                let m = self.panes.get_mut(&pane).expect("checked above");
-                if fresh {
-                    m.heartbeat_missing_since = None;
-                    m.heartbeat_missed_reported = false;
-                    policy::PaneState::Running {
-                        heartbeat: Heartbeat::Fresh,
-                    }
-                } else {
-                    let since = *m.heartbeat_missing_since.get_or_insert(now);
-                    policy::PaneState::Running {
-                        heartbeat: Heartbeat::Missing { since },
-                    }
+                let since = *m.heartbeat_missing_since.get_or_insert(now);
+                policy::PaneState::Running {
+                    heartbeat: Heartbeat::Missing { since },
                 }
             }
         };
-        let history = history::load(self.bus, &worker).await?;
-        let m = self.panes.get_mut(&pane).expect("checked above");
-        let started_at = match (&state, self.redis_contact_since) {
-            (policy::PaneState::Running { .. }, Some(contact)) => m.started_at.max(contact),
+        // After an outage the heartbeats of running panes have expired through no fault of
+        // their own: their grace counts from when Redis answered again.
+        let contact = *self.redis_contact_since.get_or_insert(now);
+        let started_at = match state {
+            policy::PaneState::Running { .. } => m.started_at.max(contact),
             _ => m.started_at,
         };
-        let health = PaneHealth { started_at, state };
+        let health = PaneHealth {
+            started_at,
+            state,
+        };
         let action = policy::decide(&health, &history, now, &self.opts.policy, m.jitter);
         m.state = match (&state, &action, history.quarantined) {
             (_, _, true) | (_, Action::Quarantine { .. }, _) => PaneState::Quarantined,

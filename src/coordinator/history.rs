@@ -129,26 +129,63 @@ impl Diagnostic {
 
 /// Reads the restart history and quarantine flag of `worker`.
 pub async fn load(bus: &Bus, worker: &str) -> Result<RestartHistory, BusError> {
-    let (members, quarantined): (Vec<String>, bool) = redis::pipe()
-        .cmd("ZRANGE")
-        .arg(bus.keys().restarts(worker))
-        .arg(0)
-        .arg(-1)
-        .cmd("EXISTS")
-        .arg(bus.keys().quarantine(worker))
-        .query_async(&mut bus.connection())
-        .await?;
-    // An entry that does not parse was not written by PaneBus; skipping it only forgets one
-    // respawn, which the window would forget anyway.
-    let entries = members
-        .iter()
-        .filter_map(|m| serde_json::from_str::<StoredEntry>(m).ok())
-        .map(|s| s.entry())
-        .collect();
-    Ok(RestartHistory {
-        entries,
-        quarantined,
-    })
+    let mut loaded = load_many(bus, &[(worker, true)]).await?;
+    Ok(loaded.pop().expect("one history per worker asked for"))
+}
+
+/// Reads the quarantine flag of every `(worker, with_entries)` and, where `with_entries`,
+/// its restart history, in one pipelined round trip; one history per worker, in order.
+/// A running worker with a fresh heartbeat needs only the flag (the policy leaves it alone
+/// either way), which spares parsing its history on every tick.
+pub async fn load_many(
+    bus: &Bus,
+    workers: &[(&str, bool)],
+) -> Result<Vec<RestartHistory>, BusError> {
+    if workers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for (worker, with_entries) in workers {
+        if *with_entries {
+            pipe.cmd("ZRANGE")
+                .arg(bus.keys().restarts(worker))
+                .arg(0)
+                .arg(-1);
+        }
+        pipe.cmd("EXISTS").arg(bus.keys().quarantine(worker));
+    }
+    let replies: Vec<redis::Value> = pipe.query_async(&mut bus.connection()).await?;
+    let mut replies = replies.iter();
+    let mut next = || replies.next().ok_or(BusError::Redis(short_reply()));
+    let mut out = Vec::with_capacity(workers.len());
+    for (_, with_entries) in workers {
+        let members: Vec<String> = if *with_entries {
+            redis::from_redis_value_ref(next()?).map_err(redis::RedisError::from)?
+        } else {
+            Vec::new()
+        };
+        let quarantined: bool =
+            redis::from_redis_value_ref(next()?).map_err(redis::RedisError::from)?;
+        // An entry that does not parse was not written by PaneBus; skipping it only forgets
+        // one respawn, which the window would forget anyway.
+        let entries = members
+            .iter()
+            .filter_map(|m| serde_json::from_str::<StoredEntry>(m).ok())
+            .map(|s| s.entry())
+            .collect();
+        out.push(RestartHistory {
+            entries,
+            quarantined,
+        });
+    }
+    Ok(out)
+}
+
+fn short_reply() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "pipelined history read returned fewer replies than commands",
+    ))
 }
 
 /// Appends `entry` to the history of `worker`.

@@ -253,7 +253,19 @@ pub(super) async fn keep_lease(
     renewed_at: &mut Instant,
     session: &str,
 ) -> Result<(), CoordinatorError> {
-    match lease.renew().await {
+    let renewed = lease.renew().await;
+    lease_held(renewed, lease, renewed_at, session)
+}
+
+/// What a renewal's outcome means: Ok while the lease is ours (or Redis is briefly away
+/// within the TTL). Lets a caller send the renewal together with other reads.
+pub(super) fn lease_held(
+    renewed: Result<bool, BusError>,
+    lease: &Lease,
+    renewed_at: &mut Instant,
+    session: &str,
+) -> Result<(), CoordinatorError> {
+    match renewed {
         Ok(true) => {
             *renewed_at = Instant::now();
             Ok(())
