@@ -222,7 +222,10 @@ mod tests {
             .context("cannot read the bus");
         let text = message(&err);
         assert_eq!(text.matches("refused by peer").count(), 1, "{text}");
-        assert!(text.starts_with("cannot read the bus: redis error: "), "{text}");
+        assert!(
+            text.starts_with("cannot read the bus: redis error: "),
+            "{text}"
+        );
         let distinct = anyhow::anyhow!("disk").context("writing the file");
         assert_eq!(message(&distinct), "writing the file: disk");
     }

@@ -210,8 +210,9 @@ async fn summarize_cluster(bus: &Bus) -> Result<Summary, BusError> {
     let replies = batch.query(&mut bus.connection()).await?;
     let mut summary = Summary::default();
     for chunk in replies.chunks(3) {
-        let [queued, quarantined, alive] = [&chunk[0], &chunk[1], &chunk[2]]
-            .map(|value| redis::from_redis_value_ref::<usize>(value).map_err(redis::RedisError::from));
+        let [queued, quarantined, alive] = [&chunk[0], &chunk[1], &chunk[2]].map(|value| {
+            redis::from_redis_value_ref::<usize>(value).map_err(redis::RedisError::from)
+        });
         summary.queued += queued?;
         if quarantined? == 1 {
             summary.quarantined += 1;
