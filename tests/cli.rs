@@ -562,6 +562,9 @@ fn unreachable_redis_fails_fast() {
             "{}",
             stderr(&out)
         );
+        // The cause once, not repeated by each error that wraps it.
+        let cause = "Connection refused";
+        assert_eq!(stderr(&out).matches(cause).count(), 1, "{}", stderr(&out));
         // Not a performance figure: a generous bound that only a hang would exceed.
         assert!(took < Duration::from_secs(10), "{args:?} hung for {took:?}");
     }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use panebus::bus::Bus;
 use panebus::config::Config;
 use panebus::schema::Command;
+use panebus::workflow::record::WorkflowState;
+use panebus::workflow::{store, WorkflowRecord};
 use serde_json::json;
 use support::deployments::{wait_for, ChildGuard, Panebus, RedisCluster, TestCerts};
 use support::TmuxServer;
@@ -272,6 +274,58 @@ async fn the_coordinator_respawns_a_killed_worker_and_requeues_on_a_cluster() {
     );
 }
 
+/// `panebus status-line --format plain`, which always exits 0.
+fn status_line(bus: &Panebus) -> String {
+    let out = bus.run(&["status-line", "--format", "plain"]);
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_line_and_the_workflow_store_work_across_primaries() {
+    let cluster = RedisCluster::start();
+    let url = cluster.url();
+    let bus = Panebus::new(&url);
+    let logs = tempfile::tempdir().unwrap();
+    let (pane_a, pane_b) = panes_on_two_primaries(&cluster);
+    let _worker_a = bus.worker(&pane_a, &logs.path().join("a.log"));
+    let _worker_b = bus.worker(&pane_b, &logs.path().join("b.log"));
+    wait_for("both workers to count as healthy", 30, || {
+        status_line(&bus) == "pb: 2 healthy, 0 queued"
+    });
+
+    // Records and their index go in one MULTI; listing reads a page in one pipeline.
+    let library = library_bus(&url).await;
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let mut record = WorkflowRecord::new(
+            format!("01CLUSTERWORKFLOW{n:09}"),
+            format!("task {n}"),
+            "/".into(),
+            60_000,
+        );
+        record.created_ms += n;
+        if n % 2 == 0 {
+            record.state = WorkflowState::Completed;
+        }
+        store::save(&library, &record)
+            .await
+            .expect("save on a cluster");
+        ids.push(record.id);
+    }
+    let listed = store::list(&library, 100, false).await.expect("list");
+    let listed_ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed_ids, newest_first);
+    let active = store::list(&library, 100, true).await.expect("list active");
+    assert_eq!(active.len(), 6);
+    let loaded = store::load(&library, &ids[3])
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(loaded.task, "task 3");
+}
+
 #[test]
 fn a_tls_cluster_round_trips_with_the_test_ca() {
     let certs = TestCerts::generate();
@@ -288,6 +342,8 @@ fn a_tls_cluster_round_trips_with_the_test_ca() {
         let result = bus.json(&["dispatch", pane, "ping", "--wait", "--wait-timeout", "30"]);
         assert_eq!(result["ok"], true, "{result}");
     }
+    let line = status_line(&bus);
+    assert!(line.starts_with("pb: 2 healthy"), "{line}");
     // Without the CA the nodes' certificates are not trusted.
     bus.env.retain(|(k, _)| k != "PANEBUS_REDIS_CA_CERT");
     let out = bus.run(&["status"]);

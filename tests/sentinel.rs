@@ -140,6 +140,12 @@ fn after_the_primary_crashes_the_worker_and_cli_use_the_promoted_replica() {
         ),
         "1"
     );
+    // status-line reaches the promoted primary through the sentinels too.
+    let out = bus.run(&["status-line", "--format", "plain"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pb: 1 healthy, 0 queued"
+    );
 }
 
 #[test]

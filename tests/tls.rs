@@ -39,6 +39,14 @@ fn rediss_round_trip_with_the_test_ca_and_no_password_anywhere() {
     assert_eq!(code(&out), 7, "{}", stderr(&out));
     let dlq = bus.json(&["dlq", "list"]);
     assert_eq!(dlq.as_array().unwrap().len(), 1, "{dlq}");
+    // status-line trusts the test CA too (it goes through the bus's TLS connection).
+    let line = bus.run(&["status-line", "--format", "plain"]);
+    assert_eq!(
+        String::from_utf8_lossy(&line.stdout).trim(),
+        "pb: 1 healthy, 0 queued",
+        "{}",
+        stderr(&line)
+    );
 
     let status = bus.json(&["status"]);
     let shown_url = status["redis_url"].as_str().unwrap();

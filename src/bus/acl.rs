@@ -389,6 +389,12 @@ fn dispatcher_selectors(keys: &Keys, scope: &WorkerScope) -> Vec<Selector> {
             ],
         },
         Selector {
+            purpose: "status-line's summary script (declares the worker set; its reads are \
+                      checked against the selectors above)",
+            commands: vec!["eval"],
+            keys: vec![rw(p.workers())],
+        },
+        Selector {
             purpose: "queue lengths only (never their contents)",
             commands: vec!["llen"],
             keys: vec![read(p.queue("*")), read(p.processing("*"))],

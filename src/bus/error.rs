@@ -124,6 +124,9 @@ fn redis_hint(e: &redis::RedisError) -> &'static str {
          free disk space on the file system of its data directory (`redis-cli config get dir`; \
          for the managed Redis of `panebus up`, $XDG_STATE_HOME/panebus/redis) or fix its \
          permissions; Redis accepts writes again once a save succeeds"
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        " — the connection to Redis was lost: check that Redis is running (`redis-cli -u URL \
+         ping` with the bus's URL) and run the command again"
     } else {
         ""
     }

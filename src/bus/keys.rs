@@ -4,7 +4,8 @@
 //! and several buses share one Redis. The keys of one worker carry the hash tag
 //! `{<worker id>}`, so the multi-key atomic steps on them (BLMOVE queue → processing, the
 //! Lua scripts in `queue.rs`) stay in one slot on Redis Cluster; so do the two DLQ keys
-//! (hash tag `{dlq}`). `docs/PROTOCOL.md` lists
+//! (hash tag `{dlq}`), and the workflow records with their index (hash tag `{workflows}`).
+//! `docs/PROTOCOL.md` lists
 //! the type, contents and lifetime of each key.
 
 /// Builds the keys of one namespace.
@@ -115,14 +116,16 @@ impl Keys {
         format!("{}:lease:{{{}/{}}}:token", self.ns, node, session)
     }
 
-    /// Hash: state of workflow `id`.
+    /// Hash: state of workflow `id`. Hash tag `{workflows}` shared with
+    /// [`Keys::workflows`], so the transaction writing a record and its index entry, and
+    /// the pipeline reading many records, stay in one cluster slot.
     pub fn workflow(&self, id: &str) -> String {
-        format!("{}:workflow:{}", self.ns, id)
+        format!("{}:{{workflows}}:{}", self.ns, id)
     }
 
     /// Sorted set: workflow ids by start time (ms).
     pub fn workflows(&self) -> String {
-        format!("{}:workflows", self.ns)
+        format!("{}:{{workflows}}", self.ns)
     }
 
     // coordinator keys
@@ -211,8 +214,8 @@ mod tests {
             k.lease_token("devbox", "main"),
             "pb:lease:{devbox/main}:token"
         );
-        assert_eq!(k.workflow("w1"), "pb:workflow:w1");
-        assert_eq!(k.workflows(), "pb:workflows");
+        assert_eq!(k.workflow("w1"), "pb:{workflows}:w1");
+        assert_eq!(k.workflows(), "pb:{workflows}");
     }
 
     #[test]

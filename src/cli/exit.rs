@@ -72,6 +72,24 @@ impl ExitStatus {
     }
 }
 
+/// The text printed for an error: its chain joined with `: `, leaving out each cause whose
+/// text is already there. Errors that wrap a source often print it too (`redis error: {0}`,
+/// and a Redis I/O error repeats its `io::Error`), so the plain chain would show one reason
+/// up to three times.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 impl From<ExitStatus> for ExitCode {
     fn from(status: ExitStatus) -> ExitCode {
         ExitCode::from(status.code())
@@ -195,6 +213,21 @@ mod tests {
             actual: 2,
         };
         assert_eq!(status_of(fenced), 1);
+    }
+
+    #[test]
+    fn a_cause_repeated_by_its_wrappers_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused by peer");
+        let err = anyhow::Error::from(BusError::Redis(redis::RedisError::from(io)))
+            .context("cannot read the bus");
+        let text = message(&err);
+        assert_eq!(text.matches("refused by peer").count(), 1, "{text}");
+        assert!(
+            text.starts_with("cannot read the bus: redis error: "),
+            "{text}"
+        );
+        let distinct = anyhow::anyhow!("disk").context("writing the file");
+        assert_eq!(message(&distinct), "writing the file: disk");
     }
 
     #[test]

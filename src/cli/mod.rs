@@ -295,7 +295,7 @@ pub fn main() -> ExitCode {
         Err(err) => {
             let status = ExitStatus::of(&err);
             let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "panebus: {err:#}");
+            let _ = writeln!(stderr, "panebus: {}", exit::message(&err));
             status.into()
         }
     }

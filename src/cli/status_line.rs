@@ -2,11 +2,16 @@
 //!
 //! Counts the bus's workers as healthy (heartbeat present), dead (heartbeat expired) or
 //! quarantined (a quarantine record exists, whatever the heartbeat), plus the total queue
-//! depth. A status bar may run it every few seconds, so it is built for start-up time: no
-//! async runtime, one blocking connection without the redis crate's `CLIENT SETINFO`
-//! handshake, and one request — an `EVAL` of [`SUMMARY_SCRIPT`], preceded in the same
-//! write by `AUTH`/`SELECT` when the URL asks for them — so the whole exchange is a single
-//! round trip after connect. It always exits 0: when Redis cannot be reached it prints
+//! depth. A status bar may run it every few seconds, so on one plain server (`redis://`,
+//! `unix://`) it is built for start-up time: no async runtime, one blocking connection
+//! without the redis crate's `CLIENT SETINFO` handshake, and one request — an `EVAL` of
+//! [`SUMMARY_SCRIPT`], preceded in the same write by `AUTH`/`SELECT` when the URL asks for
+//! them — so the whole exchange is a single round trip after connect. Every other
+//! deployment goes through [`Bus`], whose connection applies the `PANEBUS_REDIS_*` TLS
+//! files, finds the Sentinel primary and routes by cluster slot: `rediss://` and Sentinel
+//! send the same `EVAL` (one round trip to the primary); a Cluster, where one script cannot
+//! read keys of other slots, reads the worker set and then every worker's keys in one
+//! [`Batch`] (one pipeline per slot, in parallel). It always exits 0: when Redis cannot be reached it prints
 //! `pb: redis down`, so a `#(panebus status-line)` segment never fills the status bar with
 //! an error. Sessions made by `panebus up` do not need it: the coordinator keeps
 //! `#{@panebus_status}` current.
@@ -16,7 +21,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use redis::{IntoConnectionInfo, RedisConnectionInfo};
 
-use crate::bus::Keys;
+use crate::bus::slots::Batch;
+use crate::bus::{Bus, BusError, Deployment, Keys};
 use crate::config::Config;
 
 /// Output style.
@@ -53,7 +59,8 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 /// Counts the workers in `KEYS[1]` (the worker set). A worker's heartbeat, quarantine
 /// and queue keys are `ARGV[1..2]`, `ARGV[3..4]` and `ARGV[5..6]`: the text before and
 /// after the worker id, as [`Keys`] formats them. It reads keys it was not given, which
-/// is fine on the single Redis primary a bus runs on (see docs/PROTOCOL.md, Redis Cluster).
+/// is fine on a single Redis primary but not on a Cluster, where [`summarize_cluster`]
+/// does the same reads (see docs/PROTOCOL.md, Redis Cluster).
 pub const SUMMARY_SCRIPT: &str = r"
 local healthy, dead, quarantined, queued = 0, 0, 0, 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -71,7 +78,16 @@ return {healthy, dead, quarantined, queued}
 
 /// Runs `panebus status-line`. Blocking: the caller runs it without an async runtime.
 pub fn run(args: StatusLineArgs, config: &Config) -> anyhow::Result<()> {
-    let summary = match summarize(&config.redis_url, &config.namespace) {
+    let plain_server = matches!(
+        Deployment::parse(&config.redis_url),
+        Ok(Deployment::Standalone { tls: false, .. })
+    );
+    let summary = if plain_server {
+        summarize(&config.redis_url, &config.namespace).map_err(|e| e.to_string())
+    } else {
+        summarize_through_bus(config)
+    };
+    let summary = match summary {
         Ok(summary) => Some(summary),
         Err(err) => {
             tracing::debug!(error = %err, "status-line: cannot read the bus");
@@ -81,7 +97,8 @@ pub fn run(args: StatusLineArgs, config: &Config) -> anyhow::Result<()> {
     crate::cli::print_text(format!("{}\n", render(summary, args.format)))
 }
 
-/// Reads the counts of the bus `namespace` at `url`: one connection, one round trip.
+/// Reads the counts of the bus `namespace` on the plain server `url`: one connection, one
+/// round trip.
 pub fn summarize(url: &str, namespace: &str) -> redis::RedisResult<Summary> {
     let info = url.into_connection_info()?;
     let settings = info.redis_settings().clone();
@@ -104,7 +121,50 @@ pub fn summarize(url: &str, namespace: &str) -> redis::RedisResult<Summary> {
     if settings.db() != 0 {
         pipe.cmd("SELECT").arg(settings.db()).ignore();
     }
-    let keys = Keys::new(namespace);
+    pipe.add_command(summary_eval(&Keys::new(namespace)));
+    let ((healthy, dead, quarantined, queued),): ((usize, usize, usize, usize),) =
+        pipe.query(&mut conn)?;
+    Ok(Summary {
+        healthy,
+        dead,
+        quarantined,
+        queued,
+    })
+}
+
+/// How long the [`Bus`] path may take in all, connecting included: the bus's own
+/// connect timeout plus one answer.
+const BUS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Reads the counts through a [`Bus`] connection, for the deployments the blocking path
+/// cannot serve (TLS, Sentinel, Cluster).
+fn summarize_through_bus(config: &Config) -> Result<Summary, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let cluster = matches!(
+        Deployment::parse(&config.redis_url),
+        Ok(Deployment::Cluster { .. })
+    );
+    runtime.block_on(async {
+        let read = async {
+            let bus = Bus::connect(config).await?;
+            if cluster {
+                summarize_cluster(&bus).await
+            } else {
+                summarize_primary(&bus).await
+            }
+        };
+        match tokio::time::timeout(BUS_TIMEOUT, read).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {BUS_TIMEOUT:?}")),
+        }
+    })
+}
+
+/// The `EVAL` of [`SUMMARY_SCRIPT`] for the bus `keys`.
+fn summary_eval(keys: &Keys) -> redis::Cmd {
     let mut eval = redis::cmd("EVAL");
     eval.arg(SUMMARY_SCRIPT).arg(1).arg(keys.workers());
     for key in [
@@ -115,15 +175,54 @@ pub fn summarize(url: &str, namespace: &str) -> redis::RedisResult<Summary> {
         let (before, after) = key.split_once(ID_MARK).unwrap_or((key.as_str(), ""));
         eval.arg(before).arg(after);
     }
-    pipe.add_command(eval);
-    let ((healthy, dead, quarantined, queued),): ((usize, usize, usize, usize),) =
-        pipe.query(&mut conn)?;
+    eval
+}
+
+/// One server behind the bus connection (TLS or Sentinel primary): the script, one round
+/// trip.
+async fn summarize_primary(bus: &Bus) -> Result<Summary, BusError> {
+    let (healthy, dead, quarantined, queued): (usize, usize, usize, usize) =
+        summary_eval(bus.keys())
+            .query_async(&mut bus.connection())
+            .await?;
     Ok(Summary {
         healthy,
         dead,
         quarantined,
         queued,
     })
+}
+
+/// A Cluster: the worker set, then each worker's queue length, quarantine and heartbeat in
+/// one [`Batch`] (a pipeline per slot, sent in parallel): two round trips.
+async fn summarize_cluster(bus: &Bus) -> Result<Summary, BusError> {
+    let keys = bus.keys();
+    let ids: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(keys.workers())
+        .query_async(&mut bus.connection())
+        .await?;
+    let mut batch = Batch::new();
+    for id in &ids {
+        batch.add(redis::cmd("LLEN").arg(keys.queue(id)).to_owned());
+        batch.add(redis::cmd("EXISTS").arg(keys.quarantine(id)).to_owned());
+        batch.add(redis::cmd("EXISTS").arg(keys.heartbeat(id)).to_owned());
+    }
+    let replies = batch.query(&mut bus.connection()).await?;
+    let mut summary = Summary::default();
+    for chunk in replies.chunks(3) {
+        let [queued, quarantined, alive] = [&chunk[0], &chunk[1], &chunk[2]].map(|value| {
+            redis::from_redis_value_ref::<usize>(value).map_err(redis::RedisError::from)
+        });
+        summary.queued += queued?;
+        if quarantined? == 1 {
+            summary.quarantined += 1;
+        } else if alive? == 1 {
+            summary.healthy += 1;
+        } else {
+            summary.dead += 1;
+        }
+    }
+    Ok(summary)
 }
 
 /// Stands for the worker id when a per-worker key is split into the text before and

@@ -1,8 +1,11 @@
 //! Workflow records in Redis.
 //!
-//! A record lives in the hash `<ns>:workflow:<id>` (field `record` = the JSON of
+//! A record lives in the hash `<ns>:{workflows}:<id>` (field `record` = the JSON of
 //! [`WorkflowRecord`], field `state` = its state, for a quick look with `redis-cli`), and
-//! its id in the sorted set `<ns>:workflows` scored by creation time, newest last. Finished
+//! its id in the sorted set `<ns>:{workflows}` scored by creation time, newest last. The
+//! shared hash tag keeps them in one Redis Cluster slot, so a record and its index entry
+//! are written in one transaction and a listing reads a page of records in one pipeline,
+//! on a cluster as on one server. Finished
 //! workflows expire after [`FINISHED_TTL`]; their ids are dropped from the index when a
 //! listing finds the record gone.
 
@@ -66,7 +69,7 @@ pub async fn get(bus: &Bus, id: &str) -> Result<WorkflowRecord, BusError> {
 fn parse(id: &str, json: &str) -> Result<WorkflowRecord, BusError> {
     serde_json::from_str(json).map_err(|e| {
         BusError::InvalidPayload(format!(
-            "workflow record {id} is not valid: {e}; delete it with `redis-cli DEL <ns>:workflow:{id}`"
+            "workflow record {id} is not valid: {e}; delete it with `redis-cli DEL \"<ns>:{{workflows}}:{id}\"`"
         ))
     })
 }
