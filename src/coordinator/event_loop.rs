@@ -606,10 +606,7 @@ impl<'a> Supervisor<'a> {
             policy::PaneState::Running { .. } => m.started_at.max(contact),
             _ => m.started_at,
         };
-        let health = PaneHealth {
-            started_at,
-            state,
-        };
+        let health = PaneHealth { started_at, state };
         let action = policy::decide(&health, &history, now, &self.opts.policy, m.jitter);
         m.state = match (&state, &action, history.quarantined) {
             (_, _, true) | (_, Action::Quarantine { .. }, _) => PaneState::Quarantined,
