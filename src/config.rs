@@ -129,6 +129,10 @@ pub struct Config {
     /// `PANEBUS_REDIS_SENTINEL_PASSWORD`: password of the sentinels themselves (the URL's
     /// password is the data nodes').
     pub sentinel_password: Option<Secret>,
+    /// `PANEBUS_WORKER_REDIS_URL`: the URL the coordinator and watchdog give the workers they
+    /// respawn, when it must differ from their own (e.g. the worker ACL user's
+    /// credentials while the supervisor runs as the coordinator user); unset = their own.
+    pub worker_redis_url: Option<String>,
     /// `PANEBUS_NAMESPACE`: prefix of every key of this bus.
     pub namespace: String,
     /// `PANEBUS_NODE`: name of this tmux server/host; the first half of worker ids.
@@ -294,6 +298,7 @@ impl Config {
             redis_url: DEFAULT_REDIS_URL.to_string(),
             redis_tls: TlsFiles::default(),
             sentinel_password: None,
+            worker_redis_url: None,
             namespace: DEFAULT_NAMESPACE.to_string(),
             node: default_node(lookup("TMUX").as_deref()),
             heartbeat_interval: Duration::from_secs(10),
@@ -319,6 +324,9 @@ impl Config {
             client_key: get("PANEBUS_REDIS_CLIENT_KEY").map(Into::into),
         };
         config.sentinel_password = get("PANEBUS_REDIS_SENTINEL_PASSWORD").map(Secret);
+        if let Some(v) = get("PANEBUS_WORKER_REDIS_URL") {
+            config.worker_redis_url = Some(check_redis_url("PANEBUS_WORKER_REDIS_URL", &v)?);
+        }
         if let Some(v) = get("PANEBUS_NAMESPACE") {
             check_name("PANEBUS_NAMESPACE", &v, &[])?;
             config.namespace = v;

@@ -679,6 +679,8 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
         .env_remove("TMUX")
         .env_remove("TMUX_PANE")
         .envs(Rig::env(&rig.coordinator_url(), "json"))
+        // Respawned workers must get the worker user's URL, not the coordinator's.
+        .env("PANEBUS_WORKER_REDIS_URL", rig.node_worker_url())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -754,6 +756,14 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
     let respawned: Value = serde_json::from_str(events.lines().last().unwrap()).unwrap();
     assert_eq!(respawned["details"]["requeued"], 1, "{events}");
     assert_ne!(pane_pid(), old_pid);
+    let environ = std::fs::read(format!("/proc/{}/environ", pane_pid())).unwrap();
+    let url_var = format!("PANEBUS_REDIS_URL={}", rig.node_worker_url());
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|var| var == url_var.as_bytes()),
+        "the respawned worker does not run with the worker user's URL"
+    );
 
     // Operator actions through the coordinator, as the dispatcher.
     wait_for("respawned worker registered", || {
