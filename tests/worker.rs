@@ -626,6 +626,35 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
     assert_eq!((back.id, back.attempt), (long.id, 1));
 }
 
+/// One stop signal is all a pane's worker gets when its tmux server goes away: with Redis
+/// gone too, the worker must not wait forever to record the command it was running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stop_signal_with_redis_gone_ends_the_worker_within_a_heartbeat_ttl() {
+    let mut redis = RedisServer::start();
+    let bus = Bus::connect(&config(&redis)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("handler.pid");
+    let work = format!(
+        "work=sh -c 'echo $$ > {}; sleep 1; echo {{}}'",
+        pidfile.display()
+    );
+    let mut child = KillOnDrop(worker_process_with(
+        &redis,
+        "%8",
+        &["--handler", &work],
+        &[("PANEBUS_HEARTBEAT_TTL", "2")],
+    ));
+    let id = format!("{NODE}/%8");
+    wait_registered(&bus, &id).await;
+    bus.enqueue(&id, &Command::new("work", json!({}), "test"), false)
+        .await
+        .unwrap();
+    wait_file(&pidfile).await;
+    redis.kill();
+    signal(&child.0, libc::SIGTERM);
+    wait_exit(&mut child.0).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_survives_a_redis_restart_and_registers_again() {
     let mut redis = RedisServer::start();

@@ -15,7 +15,7 @@
 //! in flight finish within [`SHUTDOWN_GRACE`] (else puts it back at the head of its queue),
 //! deregisters and emits `worker_stopped`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -562,7 +562,7 @@ impl Runner {
             worker_id: self.id().to_string(),
             role: self.info.role.clone(),
             timeout,
-            deadline: std::time::Instant::now() + timeout,
+            deadline: Instant::now() + timeout,
             stopping: self.tokens.stop.clone(),
         };
         let stop_after_grace = async {
@@ -769,6 +769,10 @@ impl Runner {
         let Finish { batch, command_id } = finish;
         let command_id = command_id.as_str();
         let mut backoff = Backoff::redis();
+        // A stopping worker gets one signal (tmux sends a single SIGHUP when its server
+        // goes): it retries for one heartbeat TTL, after which the command counts as
+        // abandoned anyway, and then leaves it in the processing list for redelivery.
+        let mut stopping_since: Option<Instant> = None;
         loop {
             let reply = batch.query(&mut self.bus.connection()).await;
             let error = match reply {
@@ -782,7 +786,11 @@ impl Runner {
                 tracing::error!(worker = %self.id(), command_id, error = %error, "could not record the outcome; the command stays in the processing list");
                 return Flow::Continue;
             }
-            if self.tokens.force.is_cancelled() {
+            if self.tokens.stop.is_cancelled() {
+                stopping_since.get_or_insert_with(Instant::now);
+            }
+            let gave_up = stopping_since.is_some_and(|t| t.elapsed() >= self.config.heartbeat_ttl);
+            if self.tokens.force.is_cancelled() || gave_up {
                 tracing::error!(worker = %self.id(), command_id, "stopping with Redis unreachable: the outcome is lost and the command will be redelivered");
                 return Flow::Stop;
             }

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 /// Cancellation tokens a worker watches.
 #[derive(Debug, Clone, Default)]
 pub struct StopTokens {
-    /// Stop taking commands; finish the one in flight within the grace period.
+    /// Stop taking commands; finish the one in flight (up to 10 s; with Redis unreachable,
+    /// recording its outcome is retried for one heartbeat TTL, then left for redelivery).
     pub stop: CancellationToken,
     /// Stop now; requeue the command in flight.
     pub force: CancellationToken,
