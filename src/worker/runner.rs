@@ -730,6 +730,7 @@ impl Runner {
             reason: DlqReason::Poison,
         };
         tracing::warn!(worker = %self.id(), dlq_entry = %entry.id, error = %reason, "queue held something that is not a command; moving it to the DLQ");
+        let mut stopping_since: Option<Instant> = None;
         let mut backoff = Backoff::redis();
         loop {
             let error = match self
@@ -741,7 +742,7 @@ impl Runner {
                 Err(BusError::Fenced { actual, .. }) => return Flow::Fenced(actual),
                 Err(e) => e,
             };
-            if !error.is_connection_error() || self.tokens.force.is_cancelled() {
+            if !error.is_connection_error() || self.gives_up_retrying(&mut stopping_since) {
                 tracing::error!(worker = %self.id(), error = %error, "could not dead-letter the element; it stays in the processing list (or the worker's dead letters) and is recovered at the next start");
                 return Flow::Continue;
             }
@@ -765,13 +766,21 @@ impl Runner {
     /// steps are idempotent). After a server error the batch is not sent again: its other
     /// steps have run (a pipeline is not atomic), and the command stays in the processing
     /// list for the next incarnation.
+    /// Whether a retry loop against an unreachable Redis ends now: on a forced stop, or one
+    /// heartbeat TTL after a stop was asked (a pane gets a single SIGHUP when its tmux server
+    /// goes, and by then the command counts as abandoned and will be redelivered).
+    fn gives_up_retrying(&self, stopping_since: &mut Option<Instant>) -> bool {
+        if self.tokens.stop.is_cancelled() {
+            stopping_since.get_or_insert_with(Instant::now);
+        }
+        self.tokens.force.is_cancelled()
+            || stopping_since.is_some_and(|t| t.elapsed() >= self.config.heartbeat_ttl)
+    }
+
     async fn run_finish(&self, finish: Finish) -> Flow {
         let Finish { batch, command_id } = finish;
         let command_id = command_id.as_str();
         let mut backoff = Backoff::redis();
-        // A stopping worker gets one signal (tmux sends a single SIGHUP when its server
-        // goes): it retries for one heartbeat TTL, after which the command counts as
-        // abandoned anyway, and then leaves it in the processing list for redelivery.
         let mut stopping_since: Option<Instant> = None;
         loop {
             let reply = batch.query(&mut self.bus.connection()).await;
@@ -786,11 +795,7 @@ impl Runner {
                 tracing::error!(worker = %self.id(), command_id, error = %error, "could not record the outcome; the command stays in the processing list");
                 return Flow::Continue;
             }
-            if self.tokens.stop.is_cancelled() {
-                stopping_since.get_or_insert_with(Instant::now);
-            }
-            let gave_up = stopping_since.is_some_and(|t| t.elapsed() >= self.config.heartbeat_ttl);
-            if self.tokens.force.is_cancelled() || gave_up {
+            if self.gives_up_retrying(&mut stopping_since) {
                 tracing::error!(worker = %self.id(), command_id, "stopping with Redis unreachable: the outcome is lost and the command will be redelivered");
                 return Flow::Stop;
             }
