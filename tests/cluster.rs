@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use panebus::bus::Bus;
@@ -17,7 +16,9 @@ use panebus::schema::Command;
 use panebus::workflow::record::WorkflowState;
 use panebus::workflow::{store, WorkflowRecord};
 use serde_json::json;
-use support::deployments::{wait_for, ChildGuard, Panebus, RedisCluster, TestCerts};
+use support::deployments::{
+    missing_results, wait_for, ChildGuard, Panebus, RedisCluster, TestCerts,
+};
 use support::TmuxServer;
 
 const NAMESPACE: &str = "deploy";
@@ -103,21 +104,7 @@ async fn round_trips_dlq_and_a_failover_on_a_cluster_lose_no_command() {
     );
     assert!(refused < 10, "{refused} of 60 enqueues refused");
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut missing: HashSet<String> = accepted.iter().cloned().collect();
-    while !missing.is_empty() && Instant::now() < deadline {
-        let mut found = Vec::new();
-        for id in &missing {
-            if let Ok(Some(result)) = sender.result(id).await {
-                assert!(result.ok, "{result:?}");
-                found.push(id.clone());
-            }
-        }
-        for id in found {
-            missing.remove(&id);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let missing = missing_results(&sender, &accepted, Duration::from_secs(60)).await;
     assert!(
         missing.is_empty(),
         "{} of {} accepted commands got no result after the failover",

@@ -7,14 +7,15 @@
 
 mod support;
 
-use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use panebus::bus::Bus;
 use panebus::config::Config;
 use panebus::schema::Command;
 use serde_json::json;
-use support::deployments::{cli, wait_for, ChildGuard, Panebus, SentinelSetup, SERVICE};
+use support::deployments::{
+    cli, missing_results, wait_for, ChildGuard, Panebus, SentinelSetup, SERVICE,
+};
 
 async fn library_bus(url: &str) -> Bus {
     let mut config = Config::from_lookup(|_| None).unwrap();
@@ -69,21 +70,7 @@ async fn worker_and_cli_follow_a_sentinel_failover_without_losing_commands() {
     );
     assert!(refused < 10, "{refused} of 60 enqueues refused");
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut missing: HashSet<String> = accepted.iter().cloned().collect();
-    while !missing.is_empty() && Instant::now() < deadline {
-        let mut found = Vec::new();
-        for id in &missing {
-            if let Ok(Some(result)) = sender.result(id).await {
-                assert!(result.ok, "{result:?}");
-                found.push(id.clone());
-            }
-        }
-        for id in found {
-            missing.remove(&id);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let missing = missing_results(&sender, &accepted, Duration::from_secs(60)).await;
     if !missing.is_empty() {
         for port in [setup.primary_port, setup.replica_port] {
             eprintln!(

@@ -3,6 +3,7 @@
 //! replica each), and a primary + replica + sentinel. Plus [`Panebus`], the `panebus`
 //! binary with one environment for every call and worker.
 
+use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -52,6 +53,30 @@ fn cli_with(flags: &[String], port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Waits up to `within` for the results of `ids` (each must be a success); returns the ids
+/// still without one: after a failover, a lost command shows here.
+pub async fn missing_results(
+    bus: &panebus::bus::Bus,
+    ids: &[String],
+    within: Duration,
+) -> HashSet<String> {
+    let deadline = Instant::now() + within;
+    let mut missing: HashSet<String> = ids.iter().cloned().collect();
+    while !missing.is_empty() && Instant::now() < deadline {
+        let mut found = Vec::new();
+        for id in &missing {
+            if let Ok(Some(result)) = bus.result(id).await {
+                assert!(result.ok, "{result:?}");
+                found.push(id.clone());
+            }
+        }
+        for id in found {
+            missing.remove(&id);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    missing
+}
 /// Polls `done` every 50 ms for up to `secs` seconds.
 pub fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
