@@ -103,6 +103,31 @@ fn spawn_server(dir: &Path, args: &[String]) -> ChildGuard {
     )
 }
 
+/// Starts one server on `N` freshly probed free ports (`spawn` gets them), and again on
+/// other ports, up to five times, if it exits or `ready` does not hold within 10 s: a
+/// probed port is free only until another process (a parallel test) binds it first.
+fn start_on_free_ports<const N: usize>(
+    what: &str,
+    spawn: impl Fn([u16; N]) -> ChildGuard,
+    ready: impl Fn([u16; N]) -> bool,
+) -> (ChildGuard, [u16; N]) {
+    for _ in 0..5 {
+        let ports: [u16; N] = std::array::from_fn(|_| free_port());
+        let mut server = spawn(ports);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = server.0.try_wait() {
+                break;
+            }
+            if ready(ports) {
+                return (server, ports);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("{what} did not start on five sets of free ports (is redis-server installed?)");
+}
+
 // ---- TLS ----
 
 /// A test CA and a server certificate for 127.0.0.1/localhost signed by it, plus a second,
@@ -239,8 +264,7 @@ impl TlsRedis {
     pub fn start_with(certs: &TestCerts, password: &str, auth_clients: &str) -> TlsRedis {
         let dir = tempfile::tempdir().expect("tempdir for redis");
         let c = certs.dir.path();
-        for _ in 0..5 {
-            let port = free_port();
+        let spawn = |[port]: [u16; 1]| {
             let args: Vec<String> = [
                 "--port",
                 "0",
@@ -260,49 +284,41 @@ impl TlsRedis {
             .iter()
             .map(|s| s.to_string())
             .collect();
-            let mut server = spawn_server(dir.path(), &args);
-            let ca = certs.ca().display().to_string();
-            let (client_cert, client_key) = certs.client();
-            let (client_cert, client_key) = (
-                client_cert.display().to_string(),
-                client_key.display().to_string(),
-            );
-            let port_text = port.to_string();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = server.0.try_wait() {
-                    break;
-                }
-                let out = redis_cli(&[
-                    "--tls",
-                    "--cacert",
-                    &ca,
-                    "--cert",
-                    &client_cert,
-                    "--key",
-                    &client_key,
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port_text,
-                    "--no-auth-warning",
-                    "-a",
-                    password,
-                    "ping",
-                ]);
-                if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
-                    return TlsRedis {
-                        _server: server,
-                        _dir: dir,
-                        port,
-                        password: password.to_string(),
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = server.0.kill();
+            spawn_server(dir.path(), &args)
+        };
+        let ca = certs.ca().display().to_string();
+        let (client_cert, client_key) = certs.client();
+        let (client_cert, client_key) = (
+            client_cert.display().to_string(),
+            client_key.display().to_string(),
+        );
+        let answers = |[port]: [u16; 1]| {
+            let out = redis_cli(&[
+                "--tls",
+                "--cacert",
+                &ca,
+                "--cert",
+                &client_cert,
+                "--key",
+                &client_key,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--no-auth-warning",
+                "-a",
+                password,
+                "ping",
+            ]);
+            String::from_utf8_lossy(&out.stdout).trim() == "PONG"
+        };
+        let (server, [port]) = start_on_free_ports("TLS redis-server", spawn, answers);
+        TlsRedis {
+            _server: server,
+            _dir: dir,
+            port,
+            password: password.to_string(),
         }
-        panic!("TLS redis-server did not start (is redis-server built with TLS?)");
     }
 
     /// `rediss://:PASSWORD@127.0.0.1:PORT/0`.
@@ -365,40 +381,40 @@ impl RedisCluster {
         for i in 0..6 {
             let node_dir = dir.path().join(format!("n{i}"));
             std::fs::create_dir(&node_dir).unwrap();
-            let port = free_port();
             // The cluster bus port defaults to port + 10000, which may be taken or past
             // 65535 for a kernel-chosen port: choose it as well.
-            let bus_port = free_port();
-            let (plain_port, tls_port) = if certs.is_some() {
-                (0, port)
-            } else {
-                (port, 0)
+            let spawn = |[port, bus_port]: [u16; 2]| {
+                let (plain_port, tls_port) = if certs.is_some() {
+                    (0, port)
+                } else {
+                    (port, 0)
+                };
+                let mut args: Vec<String> = [
+                    "--port",
+                    &plain_port.to_string(),
+                    "--tls-port",
+                    &tls_port.to_string(),
+                    "--cluster-port",
+                    &bus_port.to_string(),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                args.extend(tls_args.iter().cloned());
+                spawn_server(&node_dir, &args)
             };
-            let mut args: Vec<String> = [
-                "--port",
-                &plain_port.to_string(),
-                "--tls-port",
-                &tls_port.to_string(),
-                "--cluster-port",
-                &bus_port.to_string(),
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "2000",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            args.extend(tls_args.iter().cloned());
-            nodes.push(spawn_server(&node_dir, &args));
+            let (node, [port, _]) =
+                start_on_free_ports(&format!("cluster node {i}"), spawn, |[port, _]| {
+                    cli_with(&cli_flags, port, &["ping"]) == "PONG"
+                });
+            nodes.push(node);
             ports.push(port);
-        }
-        for &port in &ports {
-            wait_for(&format!("cluster node {port} up"), 10, || {
-                cli_with(&cli_flags, port, &["ping"]) == "PONG"
-            });
         }
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut args: Vec<&str> = cli_flags.iter().map(String::as_str).collect();
@@ -550,63 +566,83 @@ pub const SERVICE: &str = "pbservice";
 impl SentinelSetup {
     pub fn start() -> SentinelSetup {
         let dir = tempfile::tempdir().expect("tempdir for sentinel");
-        let primary_port = free_port();
-        let replica_port = free_port();
-        let sentinel_port = free_port();
         let mut servers = Vec::new();
         let primary_dir = dir.path().join("primary");
         let replica_dir = dir.path().join("replica");
         std::fs::create_dir(&primary_dir).unwrap();
         std::fs::create_dir(&replica_dir).unwrap();
+        let answers = |[port]: [u16; 1]| cli(port, &["ping"]) == "PONG";
         // As Redis recommends under Sentinel: a primary that lost its replica (the moment
         // the replica is promoted) refuses writes instead of accepting writes that the
         // failover then throws away.
-        servers.push(spawn_server(
-            &primary_dir,
-            &[
-                "--port".into(),
-                primary_port.to_string(),
-                "--min-replicas-to-write".into(),
-                "1".into(),
-                "--min-replicas-max-lag".into(),
-                "10".into(),
-            ],
-        ));
-        servers.push(spawn_server(
-            &replica_dir,
-            &[
-                "--port".into(),
-                replica_port.to_string(),
-                "--replicaof".into(),
-                "127.0.0.1".into(),
-                primary_port.to_string(),
-            ],
-        ));
+        let (primary, [primary_port]) = start_on_free_ports(
+            "sentinel primary",
+            |[port]| {
+                spawn_server(
+                    &primary_dir,
+                    &[
+                        "--port".into(),
+                        port.to_string(),
+                        "--min-replicas-to-write".into(),
+                        "1".into(),
+                        "--min-replicas-max-lag".into(),
+                        "10".into(),
+                    ],
+                )
+            },
+            answers,
+        );
+        servers.push(primary);
+        let (replica, [replica_port]) = start_on_free_ports(
+            "sentinel replica",
+            |[port]| {
+                spawn_server(
+                    &replica_dir,
+                    &[
+                        "--port".into(),
+                        port.to_string(),
+                        "--replicaof".into(),
+                        "127.0.0.1".into(),
+                        primary_port.to_string(),
+                    ],
+                )
+            },
+            answers,
+        );
+        servers.push(replica);
         wait_for("replica in sync", 15, || {
             cli(replica_port, &["info", "replication"]).contains("master_link_status:up")
         });
         let conf = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {sentinel_port}\nbind 127.0.0.1\ndir {}\n\
-                 sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 1\n\
-                 sentinel down-after-milliseconds {SERVICE} 1000\n\
-                 sentinel failover-timeout {SERVICE} 3000\n\
-                 sentinel parallel-syncs {SERVICE} 1\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        servers.push(ChildGuard(
-            Command::new("redis-server")
-                .arg(&conf)
-                .arg("--sentinel")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn redis-server --sentinel"),
-        ));
+        let (sentinel, [sentinel_port]) = start_on_free_ports(
+            "sentinel",
+            |[port]| {
+                // Sentinel rewrites its configuration file: a fresh one for each attempt.
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {}\n\
+                         sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 1\n\
+                         sentinel down-after-milliseconds {SERVICE} 1000\n\
+                         sentinel failover-timeout {SERVICE} 3000\n\
+                         sentinel parallel-syncs {SERVICE} 1\n",
+                        dir.path().display()
+                    ),
+                )
+                .unwrap();
+                ChildGuard(
+                    Command::new("redis-server")
+                        .arg(&conf)
+                        .arg("--sentinel")
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("spawn redis-server --sentinel"),
+                )
+            },
+            answers,
+        );
+        servers.push(sentinel);
         let setup = SentinelSetup {
             _servers: servers,
             _dir: dir,
