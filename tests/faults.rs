@@ -122,6 +122,107 @@ fn redis_down_for_30_seconds_is_ridden_out_and_the_cli_fails_fast() {
     );
 }
 
+/// The same outage under `panebus watchdog` instead of a coordinator: Redis gone for longer
+/// than the heartbeat TTL and the grace together, then back on its AOF, with every
+/// registration and no heartbeat. The watchdog gives the workers a heartbeat grace counted
+/// from when Redis answered again, so it kills none of them; a worker that really hangs
+/// afterwards is still respawned.
+#[test]
+fn after_a_redis_outage_the_watchdog_takes_no_healthy_worker_for_hung() {
+    let mut inst = Installation::new(&[]);
+    // Under `sh -c`: tmux sends SIGCONT to a pane's own process when it stops, so only a
+    // worker below the pane's process can be made to hang with SIGSTOP (below).
+    let worker = format!("{} worker --role {ROLE}; true", bin());
+    for _ in 0..2 {
+        let pane = inst.start_pane(&["sh", "-c", &worker]);
+        inst.panes.push(pane);
+    }
+    let worker_pid = |inst: &Installation, pane: &str| -> Option<u32> {
+        let shell = inst.pane_state(pane).filter(|(dead, _)| !dead)?.1;
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .unwrap_or_default();
+        let child: u32 = children.split_whitespace().next()?.parse().ok()?;
+        (inst.registered_pid(pane) == Some(child)).then_some(child)
+    };
+    let registered = |inst: &Installation| inst.panes.iter().all(|p| worker_pid(inst, p).is_some());
+    wait_for("workers registered", Duration::from_secs(30), || {
+        registered(&inst)
+    });
+    let pids = pane_pids(&inst);
+    let socket = inst.socket();
+    let log = std::fs::File::create(inst.log_path("watchdog.log")).unwrap();
+    let _watchdog = support::chaos::Proc(
+        inst.panebus(&[
+            "watchdog",
+            "-S",
+            &socket,
+            "--check-interval",
+            "200ms",
+            "--heartbeat-grace",
+            "3s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap(),
+    );
+    let watchdog_leads = |inst: &Installation| {
+        inst.conn()
+            .exists::<_, bool>(inst.keys.lease(NODE, ".watchdog"))
+            .unwrap_or(false)
+    };
+    wait_for("the watchdog leads", Duration::from_secs(30), || {
+        watchdog_leads(&inst)
+    });
+
+    // Heartbeat TTL (3 s) and grace (3 s) both run out while Redis is away.
+    inst.redis.terminate();
+    std::thread::sleep(Duration::from_secs(8));
+    inst.redis.restart();
+    wait_for("the watchdog leads again", Duration::from_secs(30), || {
+        watchdog_leads(&inst)
+    });
+    // Time for a watchdog that took the silence for hung workers to act.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        pane_pids(&inst),
+        pids,
+        "no healthy worker was killed or respawned:\n{}",
+        inst.log("watchdog.log")
+    );
+    assert_eq!(inst.count("pane_respawned"), 0);
+    wait_for("workers heartbeat again", Duration::from_secs(30), || {
+        registered(&inst)
+    });
+
+    // It still respawns a worker that stops beating.
+    let hung = worker_pid(&inst, &inst.panes[0]).unwrap();
+    support::chaos::signal_pid(hung, libc::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The respawned pane runs the worker's own argv (what it registered), without `sh -c`.
+    let respawned = |inst: &Installation| {
+        let pane = &inst.panes[0];
+        inst.pane_state(pane).is_some_and(|(dead, _)| !dead)
+            && inst
+                .registered_pid(pane)
+                .is_some_and(|pid| pid != hung && pid_alive(pid))
+    };
+    while !respawned(&inst) {
+        assert!(
+            Instant::now() < deadline,
+            "the hung worker was not respawned; events {:?}\nwatchdog log:\n{}",
+            inst.events().iter().map(|e| &e.kind).collect::<Vec<_>>(),
+            inst.log("watchdog.log")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for("the hung worker killed", Duration::from_secs(10), || {
+        !pid_alive(hung)
+    });
+    assert_eq!(pane_pids(&inst)[1], pids[1], "only the hung worker");
+    assert_eq!(inst.count("pane_respawned"), 1);
+}
+
 /// Redis restarted with no persistence: every queued command and every stored result is
 /// gone (the documented consequence), a command running at that moment still reports its
 /// result, and the workers register again and answer.

@@ -23,7 +23,7 @@ use super::history::{self};
 use super::lease::Lease;
 use super::managed::{self, ManagedPane};
 use super::policy::{
-    self, Action, ExitStatus, Failure, Heartbeat, Jitter, PaneHealth, QuarantineReason,
+    self, Action, ExitStatus, Failure, Heartbeat, Jitter, QuarantineReason, RedisContact,
 };
 use super::reconcile;
 use super::requests::{self};
@@ -105,11 +105,9 @@ pub(super) struct Supervisor<'a> {
     pub(super) adopt_since_ms: u64,
     pub(super) shown_status: Option<String>,
     pub(super) renewed_at: Instant,
-    /// Since when Redis has answered without interruption (`None` right after a failed
-    /// step). A heartbeat that expired while Redis was away says nothing about the worker:
-    /// the heartbeat grace runs again from here, so healthy workers get the time to beat
-    /// again after an outage instead of being killed as hung.
-    pub(super) redis_contact_since: Option<SystemTime>,
+    /// Since when Redis has answered without interruption (lost on a failed step): the
+    /// heartbeat grace of running panes counts from there after an outage.
+    pub(super) redis_contact: RedisContact,
 }
 
 impl<'a> Supervisor<'a> {
@@ -139,7 +137,7 @@ impl<'a> Supervisor<'a> {
             adopt_since_ms,
             shown_status: None,
             renewed_at: Instant::now(),
-            redis_contact_since: Some(SystemTime::now()),
+            redis_contact: RedisContact::since(SystemTime::now()),
         }
     }
 
@@ -178,7 +176,7 @@ impl<'a> Supervisor<'a> {
                 Err(CoordinatorError::Tmux(TmuxError::Exited { .. })) => {}
                 Err(e) if e.is_transient() => {
                     if matches!(&e, CoordinatorError::Bus(bus) if bus.is_connection_error()) {
-                        self.redis_contact_since = None;
+                        self.redis_contact.lost();
                     }
                     tracing::warn!(error = %e, "coordinator step failed; retrying on the next tick");
                 }
@@ -599,14 +597,7 @@ impl<'a> Supervisor<'a> {
                 }
             }
         };
-        // After an outage the heartbeats of running panes have expired through no fault of
-        // their own: their grace counts from when Redis answered again.
-        let contact = *self.redis_contact_since.get_or_insert(now);
-        let started_at = match state {
-            policy::PaneState::Running { .. } => m.started_at.max(contact),
-            _ => m.started_at,
-        };
-        let health = PaneHealth { started_at, state };
+        let health = self.redis_contact.health(m.started_at, state, now);
         let action = policy::decide(&health, &history, now, &self.opts.policy, m.jitter);
         m.state = match (&state, &action, history.quarantined) {
             (_, _, true) | (_, Action::Quarantine { .. }, _) => PaneState::Quarantined,

@@ -99,6 +99,44 @@ pub struct PaneHealth {
     pub state: PaneState,
 }
 
+/// Since when Redis has answered without a connection failure, as the coordinator or the
+/// watchdog saw it. A heartbeat that expired while Redis was away says nothing about the
+/// worker, so the heartbeat grace of a running pane counts from its start or from when
+/// Redis answered again, whichever is later: healthy workers get the time to beat again
+/// after an outage instead of being taken for hung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisContact {
+    since: Option<SystemTime>,
+}
+
+impl RedisContact {
+    /// Contact from `at` on (a successful connection).
+    pub fn since(at: SystemTime) -> RedisContact {
+        RedisContact { since: Some(at) }
+    }
+
+    /// A connection failure: contact starts again with the next answer.
+    pub fn lost(&mut self) {
+        self.since = None;
+    }
+
+    /// The health of a pane whose incarnation started at `started_at`, in `state`, judged
+    /// at `now`, which must be the time of an answer from Redis (so contact holds again).
+    pub fn health(
+        &mut self,
+        started_at: SystemTime,
+        state: PaneState,
+        now: SystemTime,
+    ) -> PaneHealth {
+        let contact = *self.since.get_or_insert(now);
+        let started_at = match state {
+            PaneState::Running { .. } => started_at.max(contact),
+            PaneState::Dead { .. } | PaneState::Stopped => started_at,
+        };
+        PaneHealth { started_at, state }
+    }
+}
+
 /// One entry of a pane's restart history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryEntry {
@@ -335,6 +373,36 @@ mod tests {
             stable_after: Duration::from_secs(30),
             heartbeat_grace: Duration::from_secs(10),
         }
+    }
+
+    #[test]
+    fn after_lost_contact_the_heartbeat_grace_counts_from_the_next_answer() {
+        let missing = PaneState::Running {
+            heartbeat: Heartbeat::Missing { since: at(50) },
+        };
+        let mut contact = RedisContact::since(at(0));
+        let judge = |contact: &mut RedisContact, now: u64| {
+            let health = contact.health(at(0), missing, at(now));
+            decide(&health, &history(vec![]), at(now), &cfg(), Jitter(0.0))
+        };
+        // Unbroken contact: the grace ran out at 10.
+        assert!(matches!(judge(&mut contact, 60), Action::RespawnNow { .. }));
+        // Redis was away; it answers again at 60: grace until 70.
+        contact.lost();
+        assert_eq!(judge(&mut contact, 60), Action::LeaveAlone);
+        assert_eq!(judge(&mut contact, 69), Action::LeaveAlone);
+        assert!(matches!(judge(&mut contact, 70), Action::RespawnNow { .. }));
+        // A dead pane is a failure whatever Redis did.
+        contact.lost();
+        let dead = PaneState::Dead {
+            since: at(55),
+            exit: ExitStatus::Signal(9),
+        };
+        let health = contact.health(at(0), dead, at(60));
+        assert!(matches!(
+            decide(&health, &history(vec![]), at(60), &cfg(), Jitter(0.0)),
+            Action::RespawnNow { .. }
+        ));
     }
 
     fn auto(secs: u64, uptime: u64) -> HistoryEntry {

@@ -3,7 +3,10 @@
 //!
 //! Every check interval it lists the registered workers of this node, and for each pane
 //! worker whose heartbeat expired asks the same [`policy::decide`] the coordinator uses
-//! (sharing the restart history and quarantine records in Redis). A respawn runs
+//! (sharing the restart history and quarantine records in Redis). Like the coordinator, it
+//! counts the heartbeat grace from when Redis answered again after an outage
+//! ([`RedisContact`]), so workers that could not beat while Redis was away are not taken
+//! for hung. A respawn runs
 //! `respawn-pane -k` through a short-lived `tmux [-L|-S] source-file -` that reads the one
 //! line built by [`TmuxCommand::respawn_pane`], the same builder and quoting as the control
 //! channel. This is the only place PaneBus runs the `tmux` binary to act: control mode is by
@@ -28,7 +31,8 @@ use super::history::{self, Diagnostic};
 use super::lease::{self, Lease};
 use super::managed;
 use super::policy::{
-    self, Action, Heartbeat, HistoryEntry, HistoryKind, Jitter, PaneHealth, PaneState, PolicyConfig,
+    self, Action, Heartbeat, HistoryEntry, HistoryKind, Jitter, PaneState, PolicyConfig,
+    RedisContact,
 };
 use crate::bus::{Bus, BusError};
 use crate::config::Config;
@@ -103,6 +107,7 @@ pub async fn run(
     let lease_ttl = (opts.check_interval * 3).max(Duration::from_secs(3));
     let mut lease: Option<Lease> = None;
     let mut watched: HashMap<String, Watched> = HashMap::new();
+    let mut contact = RedisContact::since(SystemTime::now());
     let mut interval = tokio::time::interval(opts.check_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -111,7 +116,10 @@ pub async fn run(
             _ = interval.tick() => {}
         }
         let held = match &lease {
-            Some(l) => l.renew().await.unwrap_or(false),
+            Some(l) => l.renew().await.unwrap_or_else(|_| {
+                contact.lost();
+                false
+            }),
             None => false,
         };
         if !held {
@@ -120,6 +128,7 @@ pub async fn run(
             {
                 Ok(l) => l,
                 Err(e) => {
+                    contact.lost();
                     tracing::warn!(error = %e, "cannot reach Redis; watchdog check skipped");
                     None
                 }
@@ -138,7 +147,8 @@ pub async fn run(
                 .await;
             }
         }
-        if let Err(e) = check(&bus, config, opts, &mut watched).await {
+        if let Err(e) = check(&bus, config, opts, &mut watched, &mut contact).await {
+            contact.lost();
             tracing::warn!(error = %e, "watchdog check failed; retrying next interval");
         }
     }
@@ -148,12 +158,14 @@ pub async fn run(
     Ok(())
 }
 
-/// One pass over the registered workers of this node.
+/// One pass over the registered workers of this node. `contact` says since when Redis has
+/// answered: after an outage the heartbeat grace counts from there.
 async fn check(
     bus: &Bus,
     config: &Config,
     opts: &WatchdogOptions,
     watched: &mut HashMap<String, Watched>,
+    contact: &mut RedisContact,
 ) -> Result<(), BusError> {
     let now = SystemTime::now();
     let workers = bus.list_workers().await?;
@@ -193,10 +205,7 @@ async fn check(
             }
         };
         let history = history::load(bus, &info.id).await?;
-        let health = PaneHealth {
-            started_at: entry.started_at,
-            state: PaneState::Running { heartbeat },
-        };
+        let health = contact.health(entry.started_at, PaneState::Running { heartbeat }, now);
         let action = policy::decide(&health, &history, now, &opts.policy, entry.jitter);
         if !matches!(action, Action::LeaveAlone) && !entry.reported {
             entry.reported = true;
