@@ -92,9 +92,39 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
-    /// Restarts the server on the same port and data directory.
+    /// Stops the server with SIGTERM, as `redis-cli shutdown` or a service manager would:
+    /// Redis writes and fsyncs its AOF before it exits. Waits for it (10 s at most, then
+    /// SIGKILL: Redis refuses a SIGTERM whose final AOF write fails).
+    pub fn terminate(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on the pid of a child this guard owns and has not reaped.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Ok(None) = self.child.try_wait() {
+            if Instant::now() > deadline {
+                self.kill();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Restarts the server on the same port and data directory after a crash (SIGKILL):
+    /// with `appendfsync everysec`, writes of the last second or two may be gone.
     pub fn restart(&mut self) {
         self.kill();
+        self.start_again();
+    }
+
+    /// Restarts the server on the same port and data directory after a clean stop
+    /// (SIGTERM): everything it acknowledged is on disk.
+    pub fn restart_gracefully(&mut self) {
+        self.terminate();
+        self.start_again();
+    }
+
+    fn start_again(&mut self) {
         self.child = spawn_redis(self.dir.path(), self.port, &self.extra_args);
         assert!(
             self.wait_ready(Duration::from_secs(10)),
