@@ -814,3 +814,40 @@ async fn a_worker_serves_success_failure_and_poison_on_a_cluster_node() {
     assert_eq!(task.await.unwrap().unwrap(), WorkerExit::Stopped);
     assert!(!bus.is_registered(&id).await.unwrap());
 }
+
+/// The worker acks with `EVALSHA`; a Redis whose script cache is empty (restart,
+/// `SCRIPT FLUSH`, a new primary) refuses it with NOSCRIPT while the rest of the finish
+/// runs. The worker then sends the ack alone as `EVAL`: every command still ends acked,
+/// on a single server (finish pipelined with the next take) and on a cluster node (finish
+/// sent on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_survive_an_emptied_script_cache() {
+    for redis in [RedisServer::start(), cluster_node().await] {
+        let config = config(&redis);
+        let bus = Bus::connect(&config).await.unwrap();
+        let (id, tokens, task) = spawn_worker(&config, "%1", "worker");
+        wait_registered(&bus, &id).await;
+        for round in 0..4 {
+            let _: () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query(&mut redis.conn())
+                .unwrap();
+            for _ in 0..3 {
+                let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
+                assert!(r.ok, "round {round}: {r:?}");
+            }
+            wait_until("every command is acked", || async {
+                bus.processing_len(&id).await.unwrap() == 0
+            })
+            .await;
+        }
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut redis.conn())
+            .unwrap();
+        assert!(stats.contains("cmdstat_evalsha:calls="), "{stats}");
+        tokens.stop.cancel();
+        assert_eq!(task.await.unwrap().unwrap(), WorkerExit::Stopped);
+        assert!(!bus.is_registered(&id).await.unwrap());
+    }
+}
