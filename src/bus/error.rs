@@ -94,21 +94,6 @@ const TEMPORARY_CODES: &[&str] = &[
 ];
 
 impl BusError {
-    /// True when every step that failed was refused with NOSCRIPT: an `EVALSHA` met an
-    /// empty script cache (Redis restarted, `SCRIPT FLUSH`, a newly promoted primary or a
-    /// cluster node that never ran the script). In a pipeline the other steps ran.
-    pub fn is_noscript_only(&self) -> bool {
-        let BusError::Redis(e) = self else {
-            return false;
-        };
-        e.clone().into_server_errors().is_some_and(|errors| {
-            !errors.is_empty()
-                && errors
-                    .iter()
-                    .all(|(_, error)| error.kind() == Some(redis::ServerErrorKind::NoScript))
-        })
-    }
-
     /// True when the error means Redis is (temporarily) out of reach, so retrying later may
     /// succeed: no connection, or a server that answers but cannot serve yet (see
     /// `TEMPORARY_CODES`).

@@ -277,12 +277,11 @@ impl Bus {
         Ok(raw.map(Delivery::parse))
     }
 
-    /// The ack of `raw` (see [`Bus::ack`]) for use in a pipeline, as an `EVALSHA` (an
-    /// `EVAL` costs Redis a hash of the script body on every call, about 8 µs of its CPU per
-    /// command). Redis refuses it with NOSCRIPT when its script cache is empty; the other
-    /// steps of the pipeline still run, so the sender then sends [`Bus::ack_eval_cmd`]
-    /// alone (see [`BusError::is_noscript_only`]). `mark_idle` also resets the registry
-    /// record's state (needed only if it was marked busy).
+    /// The ack of `raw` (see [`Bus::ack`]) for use in a pipeline. An EVAL, not an EVALSHA:
+    /// a NOSCRIPT reply (empty script cache after a restart or `SCRIPT FLUSH`) would fail
+    /// the whole pipeline after its other steps ran, and a finish pipeline cannot simply be
+    /// sent again. `mark_idle` also resets the registry record's state (needed only if it
+    /// was marked busy).
     pub(crate) fn ack_cmd(
         &self,
         worker: &str,
@@ -290,41 +289,16 @@ impl Bus {
         generation: u64,
         mark_idle: bool,
     ) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(ACK_SCRIPT.get_hash());
-        self.ack_args(&mut cmd, worker, raw, generation, mark_idle);
-        cmd
-    }
-
-    /// [`Bus::ack_cmd`] as an `EVAL`, which works with an empty script cache and fills it.
-    pub(crate) fn ack_eval_cmd(
-        &self,
-        worker: &str,
-        raw: &[u8],
-        generation: u64,
-        mark_idle: bool,
-    ) -> redis::Cmd {
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(ACK);
-        self.ack_args(&mut cmd, worker, raw, generation, mark_idle);
-        cmd
-    }
-
-    fn ack_args(
-        &self,
-        cmd: &mut redis::Cmd,
-        worker: &str,
-        raw: &[u8],
-        generation: u64,
-        mark_idle: bool,
-    ) {
-        cmd.arg(3)
+        cmd.arg(ACK)
+            .arg(3)
             .arg(self.keys.processing(worker))
             .arg(self.keys.generation(worker))
             .arg(self.keys.info(worker))
             .arg(raw)
             .arg(generation)
             .arg(if mark_idle { "1" } else { "0" });
+        cmd
     }
 
     /// Interprets the reply of [`Bus::ack_cmd`].

@@ -51,9 +51,6 @@ enum Flow {
 struct Finish {
     batch: Batch,
     command_id: String,
-    /// The batch's ack as an `EVAL`, sent alone when Redis refused its `EVALSHA` with
-    /// NOSCRIPT (every other step of the batch ran).
-    ack_eval: redis::Cmd,
 }
 
 /// What processing a command left to do.
@@ -285,15 +282,6 @@ impl Runner {
                             if refused {
                                 // Nothing was sent: this connection takes no pipelines.
                                 combine = false;
-                            } else if e.is_noscript_only() {
-                                // Only the ack was refused (empty script cache); the rest,
-                                // the take included, ran.
-                                match self.ack_after_noscript(&finish).await {
-                                    Ok(Flow::Continue) => continue,
-                                    Ok(flow) => return flow,
-                                    // Sent again whole below.
-                                    Err(_) => {}
-                                }
                             } else if !e.is_connection_error()
                                 && !matches!(e, BusError::Timeout { .. })
                             {
@@ -697,32 +685,7 @@ impl Runner {
         Finish {
             batch,
             command_id: cmd.id.clone(),
-            ack_eval: self
-                .bus
-                .ack_eval_cmd(self.id(), raw, self.info.generation, mark_idle),
         }
-    }
-
-    /// Sends `finish` once on the shared connection; after a NOSCRIPT, its ack alone again.
-    async fn send_finish(&self, finish: &Finish) -> Result<Flow, BusError> {
-        match finish.batch.query(&mut self.bus.connection()).await {
-            Ok(replies) => self.ack_outcome(replies, &finish.command_id),
-            Err(e) => match BusError::Redis(e) {
-                e if e.is_noscript_only() => self.ack_after_noscript(finish).await,
-                e => Err(e),
-            },
-        }
-    }
-
-    /// The ack of `finish` alone, as an `EVAL` (which also fills the script cache for the
-    /// next `EVALSHA`), after Redis refused the batch's `EVALSHA` with NOSCRIPT.
-    async fn ack_after_noscript(&self, finish: &Finish) -> Result<Flow, BusError> {
-        tracing::debug!(worker = %self.id(), command_id = %finish.command_id, "ack script not cached in Redis; sending it whole");
-        let reply: redis::Value = finish
-            .ack_eval
-            .query_async(&mut self.bus.connection())
-            .await?;
-        self.ack_outcome(vec![reply], &finish.command_id)
     }
 
     /// What the kept replies of a finish (the ack's alone) mean for the loop.
@@ -815,13 +778,18 @@ impl Runner {
     }
 
     async fn run_finish(&self, finish: Finish) -> Flow {
-        let command_id = finish.command_id.as_str();
+        let Finish { batch, command_id } = finish;
+        let command_id = command_id.as_str();
         let mut backoff = Backoff::redis();
         let mut stopping_since: Option<Instant> = None;
         loop {
-            let error = match self.send_finish(&finish).await {
-                Ok(flow) => return flow,
-                Err(e) => e,
+            let reply = batch.query(&mut self.bus.connection()).await;
+            let error = match reply {
+                Ok(replies) => match self.ack_outcome(replies, command_id) {
+                    Ok(flow) => return flow,
+                    Err(e) => e,
+                },
+                Err(e) => BusError::Redis(e),
             };
             if !error.is_connection_error() {
                 tracing::error!(worker = %self.id(), command_id, error = %error, "could not record the outcome; the command stays in the processing list");
