@@ -14,6 +14,7 @@ use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
 use support::deployments::{ChildGuard, Panebus, RedisCluster};
+use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
 const NS: &str = "acl";
@@ -31,13 +32,8 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(40);
 
 /// A redis-server with the three users of `panebus acl`, and everything the processes
 /// printed, kept to be searched for passwords at the end.
@@ -388,7 +384,7 @@ fn worker_and_dispatcher_users_do_their_jobs_and_nothing_else() {
     let rig = Rig::new();
     let wid = format!("{NODE}/%7");
     let mut worker = rig.start_worker("worker1.log", false);
-    wait_for("worker registered", || rig.registered(&wid));
+    wait_for("worker registered", WAIT, || rig.registered(&wid));
 
     // Dispatch and wait, as the dispatcher.
     let out = rig.ok(&["dispatch", "%7", "ping", "--wait", "--json"]);
@@ -404,7 +400,7 @@ fn worker_and_dispatcher_users_do_their_jobs_and_nothing_else() {
     let entry = entries[0]["id"].as_str().unwrap().to_string();
     rig.ok(&["dlq", "show", &entry]);
     rig.ok(&["dlq", "retry", &entry]);
-    wait_for("the retried command failed again", || {
+    wait_for("the retried command failed again", WAIT, || {
         rig.admin().llen::<_, usize>(rig.keys.dlq()).unwrap() == 1
             && rig.admin().llen::<_, usize>(rig.keys.queue(&wid)).unwrap() == 0
     });
@@ -414,7 +410,7 @@ fn worker_and_dispatcher_users_do_their_jobs_and_nothing_else() {
     // A command in flight when the worker is killed is recovered by its next start, which
     // gets its URL (and password) by --redis-url this time.
     let id = rig.ok(&["dispatch", "%7", "slow"]).trim().to_string();
-    wait_for("slow command taken", || {
+    wait_for("slow command taken", WAIT, || {
         rig.admin()
             .llen::<_, usize>(rig.keys.processing(&wid))
             .unwrap()
@@ -685,7 +681,7 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
         .stderr(log)
         .spawn()
         .unwrap();
-    wait_for("the coordinator holds the lease", || {
+    wait_for("the coordinator holds the lease", WAIT, || {
         rig.admin()
             .exists::<_, bool>(rig.keys.lease(NODE, "work"))
             .unwrap()
@@ -721,7 +717,7 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
             .unwrap()
             .and_then(|p| p.parse().ok())
     };
-    wait_for("the coordinator manages the pane", || {
+    wait_for("the coordinator manages the pane", WAIT, || {
         tmux.run(&["display-message", "-p", "-t", &pane, "#{@panebus_worker}"])
             .trim()
             == wid
@@ -730,7 +726,7 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
 
     // Kill -9 with a command in flight: requeue (coordinator), respawn, run again.
     let id = rig.ok(&["dispatch", &pane, "slow"]).trim().to_string();
-    wait_for("slow command taken", || {
+    wait_for("slow command taken", WAIT, || {
         rig.admin()
             .llen::<_, usize>(rig.keys.processing(&wid))
             .unwrap()
@@ -766,7 +762,7 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
     );
 
     // Operator actions through the coordinator, as the dispatcher.
-    wait_for("respawned worker registered", || {
+    wait_for("respawned worker registered", WAIT, || {
         registered_pid() == Some(pane_pid())
     });
     let out = rig.ok(&["restart", &pane]);
@@ -793,7 +789,7 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
         .stderr(log)
         .spawn()
         .unwrap();
-    wait_for("the watchdog holds its lease", || {
+    wait_for("the watchdog holds its lease", WAIT, || {
         rig.admin()
             .exists::<_, bool>(rig.keys.lease(NODE, ".watchdog"))
             .unwrap()

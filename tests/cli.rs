@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::wait::wait_for;
 use support::RedisServer;
 
 const NODE: &str = "testnode";
@@ -116,7 +117,7 @@ impl Bus {
             .expect("start panebus worker");
         let guard = WorkerGuard { child };
         let id = format!("{NODE}/{pane}");
-        wait_until(&format!("worker {id} alive"), || {
+        wait_for(&format!("worker {id} alive"), WAIT, || {
             self.json(&["panes"])
                 .as_array()
                 .unwrap()
@@ -139,17 +140,8 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Polls `done` for up to 30 s.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(30);
 
 fn assert_exit(out: &Output, expected: i32, message: &str) {
     let err = stderr(out);
@@ -434,7 +426,7 @@ fn failed_commands_go_to_the_dlq_and_can_be_retried_and_purged() {
     let retried = bus.json(&["dlq", "retry", &entry_id]);
     assert_eq!(retried["retried"][0]["id"], command_id.as_str());
     assert_eq!(retried["failed"], Value::Array(vec![]));
-    wait_until("the retried command to succeed", || {
+    wait_for("the retried command to succeed", WAIT, || {
         let out = bus.run(&["result", &command_id, "--json"]);
         code(&out) == 0 && stdout(&out).contains("recovered")
     });
@@ -719,7 +711,7 @@ fn a_full_queue_in_a_fan_out_does_not_stop_the_others() {
     // %1 runs one slow command and holds one more in its queue: it is full.
     let out = bus.run(&["dispatch", "%1", "slow"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    wait_until("%1 busy", || {
+    wait_for("%1 busy", WAIT, || {
         bus.json(&["panes"])
             .as_array()
             .unwrap()

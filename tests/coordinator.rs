@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
+use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
 const NS: &str = "ct";
@@ -136,7 +137,7 @@ impl Rig {
             .spawn()
             .expect("start panebus attach");
         // Workers started from now on register after the coordinator started.
-        wait_for("a coordinator holds the lease", || {
+        wait_for("a coordinator holds the lease", WAIT, || {
             self.conn()
                 .exists::<_, bool>(self.keys.lease(NODE, &self.session))
                 .unwrap()
@@ -258,13 +259,8 @@ impl Drop for Proc {
     }
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(40);
 
 fn kill(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a pid this test started (through tmux).
@@ -303,7 +299,7 @@ fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
 
     let old_pid = rig.pane_pid(&pane);
     kill(old_pid, libc::SIGKILL);
-    wait_for("respawned with a new pid", || {
+    wait_for("respawned with a new pid", WAIT, || {
         rig.pane(&pane, "#{pane_dead}") == "0"
             && rig.pane_pid(&pane) != old_pid
             && rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
@@ -332,7 +328,7 @@ fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
     // The user's window exiting is not the coordinator's business.
     let user_pid = rig.pane_pid(&user_window);
     kill(user_pid, libc::SIGKILL);
-    wait_for("user window closed", || {
+    wait_for("user window closed", WAIT, || {
         !rig.tmux
             .run(&["list-panes", "-s", "-t", SESSION, "-F", "#{pane_id}"])
             .lines()
@@ -353,7 +349,7 @@ fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
         .all(|l| !l.contains("panebus")));
 
     // The status line text is kept current.
-    wait_for("status option", || {
+    wait_for("status option", WAIT, || {
         rig.tmux
             .run(&["show-options", "-v", "-t", SESSION, "@panebus_status"])
             .starts_with("pb 1 ok")
@@ -378,7 +374,7 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
     let pane = rig.start_pane(copy.to_str().unwrap(), &["worker", "--role", "r"], None);
     let wid = Rig::worker_id(&pane);
     rig.wait_managed(&pane);
-    wait_for("managed record saved", || {
+    wait_for("managed record saved", WAIT, || {
         rig.conn()
             .exists::<_, bool>(rig.keys.managed(&wid))
             .unwrap()
@@ -386,7 +382,7 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
     std::fs::remove_file(&copy).unwrap();
     kill(rig.pane_pid(&pane), libc::SIGKILL);
 
-    wait_for("quarantined", || {
+    wait_for("quarantined", WAIT, || {
         rig.conn()
             .exists::<_, bool>(rig.keys.quarantine(&wid))
             .unwrap()
@@ -396,7 +392,7 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
     let diag: HashMap<String, String> = rig.conn().hgetall(rig.keys.quarantine(&wid)).unwrap();
     assert!(diag["reason"].contains("2 automatic respawns"), "{diag:?}");
     assert!(diag["exit"].contains("status"), "{diag:?}");
-    wait_for("quarantine shown in tmux", || {
+    wait_for("quarantine shown in tmux", WAIT, || {
         rig.pane(&pane, "#{@panebus_state}") == "quarantined"
     });
     std::thread::sleep(Duration::from_millis(800));
@@ -414,7 +410,7 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for("worker back after release", || {
+    wait_for("worker back after release", WAIT, || {
         rig.pane(&pane, "#{pane_dead}") == "0"
             && rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
     });
@@ -423,7 +419,7 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
         .conn()
         .exists::<_, bool>(rig.keys.quarantine(&wid))
         .unwrap());
-    wait_for("state shown ok", || {
+    wait_for("state shown ok", WAIT, || {
         rig.pane(&pane, "#{@panebus_state}") == "ok"
     });
 
@@ -493,7 +489,7 @@ fn a_hung_worker_is_found_by_its_heartbeat_and_respawned() {
     let old_pid = rig.pane_pid(&pane);
     proxy.frozen.store(true, Ordering::SeqCst);
 
-    wait_for("respawned after heartbeat expiry", || {
+    wait_for("respawned after heartbeat expiry", WAIT, || {
         rig.count("pane_respawned", &wid) == 1
     });
     assert_eq!(rig.count("heartbeat_missed", &wid), 1);
@@ -504,9 +500,9 @@ fn a_hung_worker_is_found_by_its_heartbeat_and_respawned() {
         .unwrap();
     assert_eq!(details["reason"], "heartbeat expired (hung)");
     assert_eq!(details["old_pid"], old_pid);
-    wait_for("old process gone", || !pid_alive(old_pid));
+    wait_for("old process gone", WAIT, || !pid_alive(old_pid));
     // The new incarnation gets the coordinator's Redis URL and registers.
-    wait_for("new worker registered", || {
+    wait_for("new worker registered", WAIT, || {
         rig.registered_pid(&pane) == Some(rig.pane_pid(&pane)) && rig.pane_pid(&pane) != old_pid
     });
     proxy.frozen.store(false, Ordering::SeqCst);
@@ -544,7 +540,7 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
     let wid = Rig::worker_id(&pane);
     rig.tmux
         .run(&["set-option", "-p", "-t", &pane, "@panebus_worker", &wid]);
-    wait_for("worker registered and pane managed", || {
+    wait_for("worker registered and pane managed", WAIT, || {
         rig.registered_pid(&pane).is_some() && rig.pane(&pane, "#{@panebus_state}") == "ok"
     });
     let shell = rig.pane_pid(&pane);
@@ -552,7 +548,9 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
     assert_ne!(worker, shell, "the worker is the shell's child");
 
     kill(worker, libc::SIGSTOP);
-    wait_for("worker stopped", || process_state(worker) == Some('T'));
+    wait_for("worker stopped", WAIT, || {
+        process_state(worker) == Some('T')
+    });
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
         process_state(worker),
@@ -565,7 +563,7 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
         .lpush(rig.keys.queue(&wid), cmd.to_json())
         .unwrap();
 
-    wait_for("respawned after heartbeat expiry", || {
+    wait_for("respawned after heartbeat expiry", WAIT, || {
         rig.count("pane_respawned", &wid) == 1
     });
     assert_eq!(rig.count("heartbeat_missed", &wid), 1);
@@ -576,12 +574,12 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
         .unwrap();
     assert_eq!(details["reason"], "heartbeat expired (hung)");
     assert_eq!(details["old_pid"], shell);
-    wait_for("stopped worker killed", || !pid_alive(worker));
+    wait_for("stopped worker killed", WAIT, || !pid_alive(worker));
     // Respawned in place from the registered argv: the worker itself is now the pane process.
     rig.wait_managed(&pane);
     assert_ne!(rig.pane_pid(&pane), shell);
 
-    wait_for("command completed by the new incarnation", || {
+    wait_for("command completed by the new incarnation", WAIT, || {
         rig.conn()
             .exists::<_, bool>(rig.keys.result(&cmd.id))
             .unwrap()
@@ -622,7 +620,7 @@ fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation()
         .conn()
         .lpush(rig.keys.queue(&wid), cmd.to_json())
         .unwrap();
-    wait_for("command taken", || {
+    wait_for("command taken", WAIT, || {
         rig.conn()
             .llen::<_, usize>(rig.keys.processing(&wid))
             .unwrap()
@@ -630,7 +628,7 @@ fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation()
     });
     kill(rig.pane_pid(&pane), libc::SIGKILL);
 
-    wait_for("result stored", || {
+    wait_for("result stored", WAIT, || {
         rig.conn()
             .exists::<_, bool>(rig.keys.result(&cmd.id))
             .unwrap()
@@ -654,7 +652,7 @@ fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation()
     // The coordinator requeues before it respawns, so it is the one that requeues.
     assert_eq!(requeued, 1, "requeued exactly once");
     // The ack follows the stored result (same pipeline, not atomic).
-    wait_for("acked", || {
+    wait_for("acked", WAIT, || {
         rig.conn()
             .llen::<_, usize>(rig.keys.processing(&wid))
             .unwrap()
@@ -684,16 +682,16 @@ fn two_coordinators_elect_one_leader_and_the_standby_takes_over() {
 
     leader_proc.signal(libc::SIGKILL);
     leader_proc.wait_exit();
-    wait_for("standby took over", || {
+    wait_for("standby took over", WAIT, || {
         lease_holder_pid(&rig) == Some(standby.0.id())
     });
-    wait_for("second coordinator_started", || {
+    wait_for("second coordinator_started", WAIT, || {
         rig.count("coordinator_started", "") == 2
     });
     // The new leader acts: a death is handled once, with the new fencing token.
     let old_pid = rig.pane_pid(&pane);
     kill(old_pid, libc::SIGKILL);
-    wait_for("respawned by the new leader", || {
+    wait_for("respawned by the new leader", WAIT, || {
         rig.count("pane_respawned", &wid) == 1
     });
     let (_, _, d) = rig
@@ -723,7 +721,7 @@ fn a_restarted_coordinator_acts_only_on_differences() {
     // A healthy pane is left as it is by the next coordinator.
     let pid = rig.pane_pid(&pane);
     let second = rig.coordinator(&[], "second.log");
-    wait_for("second coordinator started", || {
+    wait_for("second coordinator started", WAIT, || {
         rig.count("coordinator_started", "") == 2
     });
     std::thread::sleep(Duration::from_millis(1000));
@@ -733,9 +731,9 @@ fn a_restarted_coordinator_acts_only_on_differences() {
 
     // A pane that died while no coordinator ran is respawned exactly once by the next one.
     kill(pid, libc::SIGKILL);
-    wait_for("pane dead", || rig.pane(&pane, "#{pane_dead}") == "1");
+    wait_for("pane dead", WAIT, || rig.pane(&pane, "#{pane_dead}") == "1");
     let _third = rig.coordinator(&[], "third.log");
-    wait_for("respawned", || rig.count("pane_respawned", &wid) == 1);
+    wait_for("respawned", WAIT, || rig.count("pane_respawned", &wid) == 1);
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(rig.count("pane_respawned", &wid), 1);
 }
@@ -798,7 +796,7 @@ fn the_watchdog_respawns_a_hung_worker_through_the_tmux_binary() {
     let url = format!("redis://127.0.0.1:{}/0", proxy.port);
     let pane = rig.start_pane(bin(), &["worker", "--role", "r"], Some(&url));
     let wid = Rig::worker_id(&pane);
-    wait_for("registered", || {
+    wait_for("registered", WAIT, || {
         rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
     });
     let socket = rig.tmux.socket.to_str().unwrap().to_string();
@@ -819,10 +817,10 @@ fn the_watchdog_respawns_a_hung_worker_through_the_tmux_binary() {
     );
     let old_pid = rig.pane_pid(&pane);
     proxy.frozen.store(true, Ordering::SeqCst);
-    wait_for("watchdog respawned", || {
+    wait_for("watchdog respawned", WAIT, || {
         rig.count("pane_respawned", &wid) == 1
     });
-    wait_for("new incarnation registered", || {
+    wait_for("new incarnation registered", WAIT, || {
         rig.pane_pid(&pane) != old_pid && rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
     });
     proxy.frozen.store(false, Ordering::SeqCst);
@@ -931,11 +929,11 @@ fn detection_latency() {
         };
         detect.push(exited.saturating_sub(killed_ms) as f64);
         registered.push(first_set.saturating_sub(killed_ms) as f64);
-        wait_for("re-registered", || {
+        wait_for("re-registered", WAIT, || {
             let p = rig.pane_pid(&pane);
             p != pid && rig.registered_pid(&pane) == Some(p)
         });
-        wait_for("pane_respawned", || {
+        wait_for("pane_respawned", WAIT, || {
             event_ms(&rig, "pane_respawned", &wid, round).is_some()
         });
         let respawn_sent = event_ms(&rig, "pane_respawned", &wid, round).unwrap();
@@ -982,10 +980,10 @@ fn a_worker_stopped_on_purpose_stays_down_until_restarted() {
         .conn()
         .lpush(rig.keys.queue(&wid), shutdown.to_json())
         .unwrap();
-    wait_for("pane dead with status 0", || {
+    wait_for("pane dead with status 0", WAIT, || {
         rig.pane(&pane, "#{pane_dead} #{pane_dead_status}") == "1 0"
     });
-    wait_for("shown as stopped", || {
+    wait_for("shown as stopped", WAIT, || {
         rig.pane(&pane, "#{@panebus_state}") == "stopped"
     });
     std::thread::sleep(Duration::from_millis(800));
@@ -1076,7 +1074,7 @@ fn a_hostile_session_name_is_only_ever_data() {
     rig.wait_managed(&pane);
     let old_pid = rig.pane_pid(&pane);
     kill(old_pid, libc::SIGKILL);
-    wait_for("respawned", || rig.count("pane_respawned", &wid) == 1);
+    wait_for("respawned", WAIT, || rig.count("pane_respawned", &wid) == 1);
     let (_, _, details) = rig
         .events()
         .into_iter()
@@ -1200,7 +1198,7 @@ fn the_coordinator_rides_out_a_redis_restart() {
         "{}",
         rig.log("coord.log")
     );
-    wait_for("lease taken again", || {
+    wait_for("lease taken again", WAIT, || {
         rig.conn()
             .exists::<_, bool>(rig.keys.lease(NODE, SESSION))
             .unwrap()
@@ -1208,7 +1206,7 @@ fn the_coordinator_rides_out_a_redis_restart() {
     rig.wait_managed(&pane);
     let old_pid = rig.pane_pid(&pane);
     kill(old_pid, libc::SIGKILL);
-    wait_for("respawned after the Redis restart", || {
+    wait_for("respawned after the Redis restart", WAIT, || {
         rig.count("pane_respawned", &wid) == 1
     });
     rig.wait_managed(&pane);

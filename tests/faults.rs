@@ -14,7 +14,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use support::chaos::{bin, pid_alive, wait_for, Installation, NODE, ROLE, SESSION};
+use support::chaos::{bin, pid_alive, Installation, NODE, ROLE, SESSION};
+use support::wait::wait_for;
 use support::TmuxServer;
 
 fn text(bytes: &[u8]) -> String {

@@ -21,6 +21,7 @@ use panebus::bus::{Delivery, Keys};
 use panebus::schema::{self, DecodeError, DlqCommand};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
+use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
 const NS: &str = "hostile";
@@ -363,7 +364,7 @@ impl Bus {
             .spawn()
             .expect("start panebus worker");
         let id = format!("{NODE}/{pane}");
-        wait_for(&format!("worker {id} alive"), || self.alive(&id));
+        wait_for(&format!("worker {id} alive"), WAIT, || self.alive(&id));
         Proc(child)
     }
 
@@ -417,13 +418,8 @@ fn assert_exit(out: &Output, expected: i32, message: &str) {
     assert!(err.contains(message), "stderr lacks {message:?}: {err}");
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(40);
 
 #[test]
 fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
@@ -468,7 +464,7 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
     for (element, _) in &poison {
         bus.push_raw(&id, element);
     }
-    wait_for("every element is dead-lettered", || {
+    wait_for("every element is dead-lettered", WAIT, || {
         bus.dlq().len() == poison.len()
     });
     let dlq = bus.dlq();
@@ -557,7 +553,9 @@ fn poison_left_unacked_by_a_dead_worker_is_recovered_into_the_dlq() {
         .query(&mut bus.redis.conn())
         .unwrap();
     let _worker = bus.worker("%2", &[]);
-    wait_for("the leftover is dead-lettered", || bus.dlq().len() == 1);
+    wait_for("the leftover is dead-lettered", WAIT, || {
+        bus.dlq().len() == 1
+    });
     let entry = &bus.dlq()[0];
     assert_eq!(entry["reason"], "poison");
     assert_eq!(entry["command"], "\u{fffd}\u{fffd} left behind");
@@ -836,7 +834,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
         .spawn()
         .unwrap(),
     );
-    wait_for("the coordinator holds its lease", || {
+    wait_for("the coordinator holds its lease", WAIT, || {
         redis::cmd("EXISTS")
             .arg(keys.lease(NODE, &session))
             .query::<bool>(&mut redis.conn())
@@ -869,7 +867,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
             .trim_end_matches('\n')
             .to_string()
     };
-    wait_for("the coordinator manages the worker", || {
+    wait_for("the coordinator manages the worker", WAIT, || {
         display("#{@panebus_worker}") == worker
     });
     // A program in another window sets a hostile window name and pane title (after a
@@ -896,7 +894,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
         .trim()
         .to_string();
     tmux.run(&["set-option", "-w", "-t", &renamer, "allow-rename", "on"]);
-    wait_for("the program renamed its window", || {
+    wait_for("the program renamed its window", WAIT, || {
         tmux.run(&["display-message", "-p", "-t", &renamer, "#{window_name}"])
             .starts_with("r;kill-server")
     });
@@ -908,7 +906,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
     unsafe {
         libc::kill(old_pid as libc::pid_t, libc::SIGKILL);
     }
-    wait_for("the worker is respawned", || {
+    wait_for("the worker is respawned", WAIT, || {
         display("#{pane_dead}") == "0"
             && display("#{pane_pid}").parse::<u32>().unwrap() != old_pid
             && !display("#{pane_current_command}").is_empty()
@@ -920,7 +918,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
         assert_eq!(code(&out), 0, "panebus {args:?}: {}", text(&out.stderr));
         text(&out.stdout)
     };
-    wait_for("the respawned worker is registered", || {
+    wait_for("the respawned worker is registered", WAIT, || {
         let panes: Value = serde_json::from_str(&bus_cli(&["panes", "--json"])).unwrap();
         panes.as_array().unwrap().iter().any(|p| {
             p["id"] == worker.as_str()
@@ -934,7 +932,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
     assert_eq!(status["workers"]["alive"], 1, "{status}");
     assert!(bus_cli(&["status-line"]).contains('1'));
     assert!(bus_cli(&["status-line", "--format", "plain"]).contains('1'));
-    wait_for("the session status option", || {
+    wait_for("the session status option", WAIT, || {
         tmux.run(&[
             "show-options",
             "-v",
@@ -1048,8 +1046,8 @@ command = ["sh", "-c", "printf '%s|%s|%s' \"$0\" \"$V\" \"$(pwd)\" > {marker}; e
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "up: {}", text(&out.stderr));
-    wait_for("the probe pane wrote its marker", || marker.exists());
-    wait_for("the marker is complete", || {
+    wait_for("the probe pane wrote its marker", WAIT, || marker.exists());
+    wait_for("the marker is complete", WAIT, || {
         std::fs::read_to_string(&marker)
             .unwrap()
             .matches('|')

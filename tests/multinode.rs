@@ -11,11 +11,12 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
+use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
 const NS: &str = "multi";
@@ -119,6 +120,7 @@ impl Node {
         let keys = Keys::new(NS);
         wait_for(
             &format!("{}'s coordinator holds its lease", self.name),
+            WAIT,
             || {
                 redis
                     .conn()
@@ -164,7 +166,7 @@ impl Node {
     fn wait_managed(&self, redis: &RedisServer, pane: &str) {
         let id = self.id(pane);
         let keys = Keys::new(NS);
-        wait_for(&format!("{id} managed"), || {
+        wait_for(&format!("{id} managed"), WAIT, || {
             let pid: Option<String> = redis.conn().hget(keys.info(&id), "pid").unwrap();
             self.pane(pane, "#{@panebus_worker}") == id
                 && pid.and_then(|p| p.parse().ok()) == Some(self.pane_pid(pane))
@@ -176,13 +178,8 @@ impl Node {
     }
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(40);
 
 /// Every event as (type, worker, details).
 fn events(redis: &RedisServer) -> Vec<(String, String, Value)> {
@@ -227,7 +224,7 @@ fn kill9(pid: u32) {
 fn kill_and_wait_respawn(node: &Node, redis: &RedisServer, pane: &str) {
     let old = node.pane_pid(pane);
     kill9(old);
-    wait_for(&format!("{} respawned", node.id(pane)), || {
+    wait_for(&format!("{} respawned", node.id(pane)), WAIT, || {
         node.pane(pane, "#{pane_dead}") == "0" && node.pane_pid(pane) != old
     });
     node.wait_managed(redis, pane);
@@ -353,7 +350,7 @@ fn two_nodes_share_one_bus_and_each_coordinator_keeps_to_its_own_panes() {
         "restart: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for("alpha's pane restarted", || {
+    wait_for("alpha's pane restarted", WAIT, || {
         alpha.pane_pid(&a_review) != old
     });
     alpha.wait_managed(&redis, &a_review);
@@ -368,7 +365,7 @@ fn two_nodes_share_one_bus_and_each_coordinator_keeps_to_its_own_panes() {
     alpha_coord.0.kill().unwrap();
     alpha_coord.0.wait().unwrap();
     let keys = Keys::new(NS);
-    wait_for("alpha's lease lapses", || {
+    wait_for("alpha's lease lapses", WAIT, || {
         !redis
             .conn()
             .exists::<_, bool>(keys.lease("alpha", SESSION))
@@ -376,7 +373,7 @@ fn two_nodes_share_one_bus_and_each_coordinator_keeps_to_its_own_panes() {
     });
     let dead = alpha.pane_pid(&a_build);
     kill9(dead);
-    wait_for("the dead worker's heartbeat expires", || {
+    wait_for("the dead worker's heartbeat expires", WAIT, || {
         !redis
             .conn()
             .exists::<_, bool>(keys.heartbeat(&alpha.id(&a_build)))
@@ -394,9 +391,11 @@ fn two_nodes_share_one_bus_and_each_coordinator_keeps_to_its_own_panes() {
         "beta's coordinator acted on alpha's worker"
     );
     let _alpha_coord = alpha.coordinator(&redis, "alpha-2.log");
-    wait_for("alpha's new coordinator respawns its dead pane", || {
-        alpha.pane(&a_build, "#{pane_dead}") == "0" && alpha.pane_pid(&a_build) != dead
-    });
+    wait_for(
+        "alpha's new coordinator respawns its dead pane",
+        WAIT,
+        || alpha.pane(&a_build, "#{pane_dead}") == "0" && alpha.pane_pid(&a_build) != dead,
+    );
     alpha.wait_managed(&redis, &a_build);
     let after = respawned(&redis);
     assert_eq!(

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use support::wait::wait_for;
 use support::TmuxServer;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,7 +59,7 @@ impl Tail {
 
     /// Waits until tmux lists tail's control client, so output from now on reaches it.
     fn wait_attached(&mut self, tmux: &TmuxServer) {
-        wait_for("tail's control client", || {
+        wait_for("tail's control client", TIMEOUT, || {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("tail exited early ({status}): {}", self.stderr());
             }
@@ -69,7 +70,7 @@ impl Tail {
     }
 
     fn wait_output(&self, marker: &[u8]) {
-        wait_for("the marker on tail's stdout", || {
+        wait_for("the marker on tail's stdout", TIMEOUT, || {
             contains(&self.stdout(), marker)
         });
     }
@@ -116,14 +117,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A new window running `sh` (predictable output, unlike an interactive login shell);
 /// returns its pane id.
 fn sh_pane(tmux: &TmuxServer, session: &str) -> String {
@@ -164,7 +157,7 @@ fn tail_prints_the_panes_bytes_exactly_and_nothing_from_other_panes() {
     let newer = sh_pane(&tmux, "tailed");
     for (n, from) in [&other, &newer].into_iter().enumerate() {
         type_line(&tmux, from, &format!("printf 'OTHER%sPANE{n}\\n' X"));
-        wait_for("the other pane's output", || {
+        wait_for("the other pane's output", TIMEOUT, || {
             tmux.run(&["capture-pane", "-p", "-t", from])
                 .contains(&format!("OTHERXPANE{n}"))
         });

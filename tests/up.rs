@@ -8,10 +8,11 @@ mod support;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use panebus::bus::Bus;
 use panebus::config::Config;
+use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
 /// Private directories of one test, plus a guard for the managed Redis they may hold.
@@ -119,17 +120,6 @@ fn ping(url: &str) -> bool {
         .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
         .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
         .is_ok()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn config_for(url: &str) -> Config {

@@ -13,6 +13,7 @@ use panebus::config::Config;
 use panebus::schema::{Command, CommandResult, DlqCommand, DlqReason, EventKind, WorkerState};
 use panebus::worker::{handler_fn, HandlerError, StopTokens, Worker, WorkerError, WorkerExit};
 use serde_json::{json, Value};
+use support::wait::wait_for_async;
 use support::{RedisServer, TmuxServer};
 
 const NODE: &str = "testnode";
@@ -27,23 +28,11 @@ fn config(redis: &RedisServer) -> Config {
     c
 }
 
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(20);
 
 async fn wait_registered(bus: &Bus, worker: &str) {
-    wait_until(&format!("{worker} is registered"), || async {
+    wait_for_async(&format!("{worker} is registered"), WAIT, || async {
         bus.is_registered(worker).await.unwrap_or(false)
     })
     .await;
@@ -110,7 +99,7 @@ async fn ping_custom_and_shutdown_round_trip_in_process() {
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
     // The result is stored just before the ack: wait for the ack too.
-    wait_until("the command is acked", || async {
+    wait_for_async("the command is acked", WAIT, || async {
         bus.processing_len(&id).await.unwrap() == 0
     })
     .await;
@@ -138,7 +127,7 @@ async fn ping_custom_and_shutdown_round_trip_in_process() {
     assert_eq!(exit, WorkerExit::ShutdownCommand);
     assert!(!bus.is_registered(&id).await.unwrap());
     // The result is stored just before the ack: wait for the ack too.
-    wait_until("the command is acked", || async {
+    wait_for_async("the command is acked", WAIT, || async {
         bus.processing_len(&id).await.unwrap() == 0
     })
     .await;
@@ -183,7 +172,7 @@ async fn unknown_type_and_poison_go_to_the_dlq_and_the_worker_survives() {
         .arg(poison)
         .query(&mut redis.conn())
         .unwrap();
-    wait_until("the poison is dead-lettered", || async {
+    wait_for_async("the poison is dead-lettered", WAIT, || async {
         bus.dlq_list(10)
             .await
             .unwrap()
@@ -202,7 +191,7 @@ async fn unknown_type_and_poison_go_to_the_dlq_and_the_worker_survives() {
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
     // The result is stored just before the ack: wait for the ack too.
-    wait_until("the command is acked", || async {
+    wait_for_async("the command is acked", WAIT, || async {
         bus.processing_len(&id).await.unwrap() == 0
     })
     .await;
@@ -404,7 +393,7 @@ async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 }
 
 async fn wait_file(path: &Path) -> String {
-    wait_until(&format!("{} exists", path.display()), || async {
+    wait_for_async(&format!("{} exists", path.display()), WAIT, || async {
         std::fs::read_to_string(path)
             .map(|s| !s.is_empty())
             .unwrap_or(false)
@@ -477,8 +466,9 @@ async fn external_handlers_pass_hostile_text_literally_and_report_failures() {
     let r = dispatch(&bus, &id, &Command::new("slow", json!({}), "test")).await;
     assert!(r.error.unwrap().contains("timed out after 1s"));
     let pid: i32 = wait_file(&pidfile).await.trim().parse().unwrap();
-    wait_until(
+    wait_for_async(
         "the timed-out handler's process group is killed",
+        WAIT,
         || async { !pid_alive(pid) },
     )
     .await;
@@ -514,16 +504,21 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     bus.enqueue(&id, &cmd, false).await.unwrap();
     let handler_pid: i32 = wait_file(&pidfile).await.trim().parse().unwrap();
     // A command that runs for a while shows in the registry.
-    wait_until("the worker shows as busy with the command", || async {
-        let info = bus.worker_info(&id).await.unwrap().unwrap();
-        info.state == WorkerState::Busy && info.current_command.as_deref() == Some(cmd.id.as_str())
-    })
+    wait_for_async(
+        "the worker shows as busy with the command",
+        WAIT,
+        || async {
+            let info = bus.worker_info(&id).await.unwrap().unwrap();
+            info.state == WorkerState::Busy
+                && info.current_command.as_deref() == Some(cmd.id.as_str())
+        },
+    )
     .await;
 
     signal(&first.0, libc::SIGKILL);
     wait_exit(&mut first.0).await;
     // The handler program dies with its worker instead of running on unattended.
-    wait_until("the handler program dies with its worker", || async {
+    wait_for_async("the handler program dies with its worker", WAIT, || async {
         // SAFETY: signal 0 only checks that the process exists.
         unsafe { libc::kill(handler_pid, 0) != 0 }
     })
@@ -549,7 +544,7 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     assert_eq!(r.result.unwrap()["attempt"], 2);
     assert!(bus.generation(&id).await.unwrap() > generation);
     // The result is stored just before the ack: wait for the ack too.
-    wait_until("the command is acked", || async {
+    wait_for_async("the command is acked", WAIT, || async {
         bus.processing_len(&id).await.unwrap() == 0
     })
     .await;
@@ -600,7 +595,7 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
     wait_registered(&bus, &id).await;
     let long = Command::new("long", json!({}), "test");
     bus.enqueue(&id, &long, false).await.unwrap();
-    wait_until("the long command is taken", || async {
+    wait_for_async("the long command is taken", WAIT, || async {
         bus.processing_len(&id).await.unwrap() == 1
     })
     .await;
@@ -609,7 +604,7 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
     signal(&child.0, libc::SIGINT);
     assert!(wait_exit(&mut child.0).await.success());
     // The result is stored just before the ack: wait for the ack too.
-    wait_until("the command is acked", || async {
+    wait_for_async("the command is acked", WAIT, || async {
         bus.processing_len(&id).await.unwrap() == 0
     })
     .await;
@@ -752,7 +747,7 @@ async fn a_worker_in_a_tmux_pane_registers_under_its_pane_id() {
     assert!(r.ok);
     let r = dispatch(&bus, &id, &Command::new("shutdown", json!({}), "test")).await;
     assert!(r.ok);
-    wait_until("the worker deregistered", || async {
+    wait_for_async("the worker deregistered", WAIT, || async {
         !bus.is_registered(&id).await.unwrap()
     })
     .await;
@@ -775,7 +770,7 @@ async fn cluster_node() -> RedisServer {
         .arg(panebus::bus::slots::SLOTS - 1)
         .query(&mut conn)
         .unwrap();
-    wait_until("the cluster node owns every slot", || {
+    wait_for_async("the cluster node owns every slot", WAIT, || {
         let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
         async move { info.contains("cluster_state:ok") }
     })
@@ -800,13 +795,15 @@ async fn a_worker_serves_success_failure_and_poison_on_a_cluster_node() {
         .arg("not a command")
         .query(&mut redis.conn())
         .unwrap();
-    wait_until("the failure and the poison are dead-lettered", || async {
-        bus.dlq_len().await.unwrap() == 2
-    })
+    wait_for_async(
+        "the failure and the poison are dead-lettered",
+        WAIT,
+        || async { bus.dlq_len().await.unwrap() == 2 },
+    )
     .await;
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
-    wait_until("the command is acked", || async {
+    wait_for_async("the command is acked", WAIT, || async {
         bus.processing_len(&id).await.unwrap() == 0
     })
     .await;

@@ -18,6 +18,7 @@ use panebus::config::Config;
 use redis::Commands;
 use serde_json::Value;
 
+use super::wait::wait_for;
 use super::{RedisServer, TmuxServer};
 
 pub const NS: &str = "chaos";
@@ -79,15 +80,6 @@ pub fn signal_pid(pid: u32, sig: i32) {
 pub fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks existence.
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
-}
-
-/// Polls `check` every 50 ms until it holds; panics after `timeout`.
-pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Redis, tmux, the coordinator and the worker panes of one fault test.

@@ -77,16 +77,10 @@ pub async fn missing_results(
     }
     missing
 }
-/// Polls `done` every 50 ms for up to `secs` seconds.
-pub fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {secs}s waiting for {what}");
+/// [`super::wait::wait_for`] with the timeout in whole seconds, as the Sentinel tests
+/// call it.
+pub fn wait_for(what: &str, secs: u64, done: impl FnMut() -> bool) {
+    super::wait::wait_for(what, Duration::from_secs(secs), done)
 }
 
 fn spawn_server(dir: &Path, args: &[String]) -> ChildGuard {

@@ -215,3 +215,5 @@ impl Drop for TmuxServer {
 pub mod deployments;
 
 pub mod chaos;
+
+pub mod wait;
