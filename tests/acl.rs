@@ -7,13 +7,14 @@
 mod support;
 
 use std::io::Write;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
-use support::deployments::{ChildGuard, Panebus, RedisCluster};
+use support::deployments::{Panebus, RedisCluster};
+use support::process::{signal_pid, ChildGuard};
 use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
@@ -34,6 +35,9 @@ fn text(bytes: &[u8]) -> String {
 
 /// How long a condition may take to come true.
 const WAIT: Duration = Duration::from_secs(40);
+
+/// How long a stopped process may take to exit.
+const EXIT: Duration = Duration::from_secs(30);
 
 /// A redis-server with the three users of `panebus acl`, and everything the processes
 /// printed, kept to be searched for passwords at the end.
@@ -170,7 +174,7 @@ impl Rig {
     }
 
     /// A standalone `panebus worker` for pane `%7`, as the `acl-w7` user.
-    fn start_worker(&self, log: &str, url_as_flag: bool) -> Child {
+    fn start_worker(&self, log: &str, url_as_flag: bool) -> ChildGuard {
         let mut cmd = Command::new(bin());
         if url_as_flag {
             cmd.args(["--redis-url", &self.worker_url()]);
@@ -196,6 +200,7 @@ impl Rig {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.path().join(log)).unwrap())
             .spawn()
+            .map(ChildGuard)
             .expect("start panebus worker")
     }
 
@@ -278,21 +283,6 @@ fn denied(conn: &mut redis::Connection, cmd: &mut redis::Cmd, what: &str) {
 
 fn user_conn(url: &str) -> redis::Connection {
     redis::Client::open(url).unwrap().get_connection().unwrap()
-}
-
-fn stop(child: &mut Child) -> std::process::ExitStatus {
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "process did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -416,8 +406,8 @@ fn worker_and_dispatcher_users_do_their_jobs_and_nothing_else() {
             .unwrap()
             == 1
     });
-    worker.kill().unwrap();
-    worker.wait().unwrap();
+    worker.0.kill().unwrap();
+    worker.0.wait().unwrap();
     let mut worker = rig.start_worker("worker2.log", true);
     let out = rig.ok(&["result", &id, "--wait", "30", "--json"]);
     let result: Value = serde_json::from_str(&out).unwrap();
@@ -635,7 +625,7 @@ fn worker_and_dispatcher_users_do_their_jobs_and_nothing_else() {
     assert!(rig.registered(&wid), "nothing was flushed");
 
     // A stop signal: CLIENT UNBLOCK of its own BLMOVE, deregistration, exit 0.
-    assert!(stop(&mut worker).success());
+    assert!(worker.stop(EXIT).success());
     assert!(!rig.registered(&wid));
 
     // A wrong password: exit 3, the URL shown with the password hidden.
@@ -657,30 +647,32 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
     let tmux = TmuxServer::start("work");
     let socket = tmux.socket.to_str().unwrap().to_string();
     let log = std::fs::File::create(rig.dir.path().join("coordinator.log")).unwrap();
-    let mut coordinator = Command::new(bin())
-        .args([
-            "attach",
-            "work",
-            "-S",
-            &socket,
-            "--check-interval",
-            "200ms",
-            "--lease-ttl",
-            "2s",
-            "--backoff-base",
-            "200ms",
-            "--heartbeat-grace",
-            "3s",
-        ])
-        .env_remove("TMUX")
-        .env_remove("TMUX_PANE")
-        .envs(Rig::env(&rig.coordinator_url(), "json"))
-        // Respawned workers must get the worker user's URL, not the coordinator's.
-        .env("PANEBUS_WORKER_REDIS_URL", rig.node_worker_url())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut coordinator = ChildGuard(
+        Command::new(bin())
+            .args([
+                "attach",
+                "work",
+                "-S",
+                &socket,
+                "--check-interval",
+                "200ms",
+                "--lease-ttl",
+                "2s",
+                "--backoff-base",
+                "200ms",
+                "--heartbeat-grace",
+                "3s",
+            ])
+            .env_remove("TMUX")
+            .env_remove("TMUX_PANE")
+            .envs(Rig::env(&rig.coordinator_url(), "json"))
+            // Respawned workers must get the worker user's URL, not the coordinator's.
+            .env("PANEBUS_WORKER_REDIS_URL", rig.node_worker_url())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     wait_for("the coordinator holds the lease", WAIT, || {
         rig.admin()
             .exists::<_, bool>(rig.keys.lease(NODE, "work"))
@@ -733,10 +725,7 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
             == 1
     });
     let old_pid = pane_pid();
-    // SAFETY: the pane's process, started by this test.
-    unsafe {
-        libc::kill(old_pid as libc::pid_t, libc::SIGKILL);
-    }
+    signal_pid(old_pid, libc::SIGKILL);
     let out = rig.ok(&["result", &id, "--wait", "30", "--json"]);
     let result: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(result["ok"], true, "{out}");
@@ -780,22 +769,24 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
     // The watchdog runs as the coordinator user too: it takes its lease, checks the
     // heartbeats and stops cleanly, with no refused command.
     let log = std::fs::File::create(rig.dir.path().join("watchdog.log")).unwrap();
-    let mut watchdog = Command::new(bin())
-        .args(["watchdog", "-S", &socket, "--check-interval", "200ms"])
-        .env_remove("TMUX")
-        .env_remove("TMUX_PANE")
-        .envs(Rig::env(&rig.coordinator_url(), "text"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut watchdog = ChildGuard(
+        Command::new(bin())
+            .args(["watchdog", "-S", &socket, "--check-interval", "200ms"])
+            .env_remove("TMUX")
+            .env_remove("TMUX_PANE")
+            .envs(Rig::env(&rig.coordinator_url(), "text"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     wait_for("the watchdog holds its lease", WAIT, || {
         rig.admin()
             .exists::<_, bool>(rig.keys.lease(NODE, ".watchdog"))
             .unwrap()
     });
     std::thread::sleep(Duration::from_secs(1));
-    assert!(stop(&mut watchdog).success());
+    assert!(watchdog.stop(EXIT).success());
     let log = std::fs::read_to_string(rig.dir.path().join("watchdog.log")).unwrap();
     assert!(!log.to_lowercase().contains("noperm"), "{log}");
 
@@ -813,7 +804,7 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
         "coordinator outside its namespace",
     );
 
-    assert!(stop(&mut coordinator).success());
+    assert!(coordinator.stop(EXIT).success());
     let log = std::fs::read_to_string(rig.dir.path().join("coordinator.log")).unwrap();
     assert!(!log.to_lowercase().contains("noperm"), "{log}");
     rig.assert_no_password_anywhere();

@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
+use support::process::{pid_alive, signal_pid, ChildGuard};
 use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
@@ -105,11 +106,11 @@ impl Rig {
         cmd
     }
 
-    fn coordinator(&self, extra: &[&str], log: &str) -> Proc {
+    fn coordinator(&self, extra: &[&str], log: &str) -> ChildGuard {
         self.coordinator_with(extra, &[("PANEBUS_RESPAWN_LIMIT", "2")], log)
     }
 
-    fn coordinator_with(&self, extra: &[&str], env: &[(&str, &str)], log: &str) -> Proc {
+    fn coordinator_with(&self, extra: &[&str], env: &[(&str, &str)], log: &str) -> ChildGuard {
         let socket = self.tmux.socket.to_str().unwrap().to_string();
         let check = if extra.contains(&"--check-interval") {
             &[][..]
@@ -142,7 +143,7 @@ impl Rig {
                 .exists::<_, bool>(self.keys.lease(NODE, &self.session))
                 .unwrap()
         });
-        Proc(child)
+        ChildGuard(child)
     }
 
     fn log(&self, name: &str) -> String {
@@ -229,50 +230,11 @@ impl Rig {
     }
 }
 
-/// A child process killed (SIGKILL) on drop.
-struct Proc(Child);
-
-impl Proc {
-    fn signal(&self, sig: i32) {
-        // SAFETY: signalling our own child by pid.
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, sig);
-        }
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// How long a condition may take to come true.
 const WAIT: Duration = Duration::from_secs(40);
 
-fn kill(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a pid this test started (through tmux).
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks existence.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
-}
+/// How long a stopped process may take to exit.
+const EXIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
@@ -298,7 +260,7 @@ fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
     assert_eq!(rig.pane(&pane, "#{remain-on-exit}"), "on");
 
     let old_pid = rig.pane_pid(&pane);
-    kill(old_pid, libc::SIGKILL);
+    signal_pid(old_pid, libc::SIGKILL);
     wait_for("respawned with a new pid", WAIT, || {
         rig.pane(&pane, "#{pane_dead}") == "0"
             && rig.pane_pid(&pane) != old_pid
@@ -327,7 +289,7 @@ fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
 
     // The user's window exiting is not the coordinator's business.
     let user_pid = rig.pane_pid(&user_window);
-    kill(user_pid, libc::SIGKILL);
+    signal_pid(user_pid, libc::SIGKILL);
     wait_for("user window closed", WAIT, || {
         !rig.tmux
             .run(&["list-panes", "-s", "-t", SESSION, "-F", "#{pane_id}"])
@@ -356,8 +318,7 @@ fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
     });
 
     // A clean stop removes the hooks and leaves the worker running.
-    coord.signal(libc::SIGTERM);
-    assert!(coord.wait_exit().success(), "{}", rig.log("coord.log"));
+    assert!(coord.stop(EXIT).success(), "{}", rig.log("coord.log"));
     assert_eq!(rig.tmux.run(&["show-hooks", "-p", "-t", &pane]), "");
     assert!(pid_alive(new_pid));
     assert_eq!(rig.count("coordinator_stopped", ""), 1);
@@ -380,7 +341,7 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
             .unwrap()
     });
     std::fs::remove_file(&copy).unwrap();
-    kill(rig.pane_pid(&pane), libc::SIGKILL);
+    signal_pid(rig.pane_pid(&pane), libc::SIGKILL);
 
     wait_for("quarantined", WAIT, || {
         rig.conn()
@@ -547,7 +508,7 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
     let worker = rig.registered_pid(&pane).unwrap();
     assert_ne!(worker, shell, "the worker is the shell's child");
 
-    kill(worker, libc::SIGSTOP);
+    signal_pid(worker, libc::SIGSTOP);
     wait_for("worker stopped", WAIT, || {
         process_state(worker) == Some('T')
     });
@@ -626,7 +587,7 @@ fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation()
             .unwrap()
             == 1
     });
-    kill(rig.pane_pid(&pane), libc::SIGKILL);
+    signal_pid(rig.pane_pid(&pane), libc::SIGKILL);
 
     wait_for("result stored", WAIT, || {
         rig.conn()
@@ -681,7 +642,7 @@ fn two_coordinators_elect_one_leader_and_the_standby_takes_over() {
     assert_eq!(leader, leader_proc.0.id());
 
     leader_proc.signal(libc::SIGKILL);
-    leader_proc.wait_exit();
+    leader_proc.wait_exit(EXIT).expect("process did not exit");
     wait_for("standby took over", WAIT, || {
         lease_holder_pid(&rig) == Some(standby.0.id())
     });
@@ -690,7 +651,7 @@ fn two_coordinators_elect_one_leader_and_the_standby_takes_over() {
     });
     // The new leader acts: a death is handled once, with the new fencing token.
     let old_pid = rig.pane_pid(&pane);
-    kill(old_pid, libc::SIGKILL);
+    signal_pid(old_pid, libc::SIGKILL);
     wait_for("respawned by the new leader", WAIT, || {
         rig.count("pane_respawned", &wid) == 1
     });
@@ -711,8 +672,7 @@ fn a_restarted_coordinator_acts_only_on_differences() {
     let pane = rig.start_worker(&[]);
     let wid = Rig::worker_id(&pane);
     rig.wait_managed(&pane);
-    first.signal(libc::SIGTERM);
-    assert!(first.wait_exit().success());
+    assert!(first.stop(EXIT).success());
     // Without a coordinator, `restart` says so instead of acting behind anyone's back.
     let out = rig.panebus(&["restart", &pane]).output().unwrap();
     assert!(!out.status.success());
@@ -730,7 +690,7 @@ fn a_restarted_coordinator_acts_only_on_differences() {
     drop(second);
 
     // A pane that died while no coordinator ran is respawned exactly once by the next one.
-    kill(pid, libc::SIGKILL);
+    signal_pid(pid, libc::SIGKILL);
     wait_for("pane dead", WAIT, || rig.pane(&pane, "#{pane_dead}") == "1");
     let _third = rig.coordinator(&[], "third.log");
     wait_for("respawned", WAIT, || rig.count("pane_respawned", &wid) == 1);
@@ -782,7 +742,7 @@ fn the_coordinator_exits_with_a_clear_message_when_tmux_dies() {
     let pane = rig.start_worker(&[]);
     rig.wait_managed(&pane);
     rig.tmux.run(&["kill-server"]);
-    let status = coord.wait_exit();
+    let status = coord.wait_exit(EXIT).expect("process did not exit");
     assert!(!status.success());
     let log = rig.log("coord.log");
     assert!(log.contains("is gone"), "{log}");
@@ -800,7 +760,7 @@ fn the_watchdog_respawns_a_hung_worker_through_the_tmux_binary() {
         rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
     });
     let socket = rig.tmux.socket.to_str().unwrap().to_string();
-    let _watchdog = Proc(
+    let _watchdog = ChildGuard(
         rig.panebus(&[
             "watchdog",
             "-S",
@@ -907,7 +867,7 @@ fn detection_latency() {
         std::thread::sleep(Duration::from_millis(300));
         let pid = rig.pane_pid(&pane);
         let killed_ms = panebus::schema::now_ms();
-        kill(pid, libc::SIGKILL);
+        signal_pid(pid, libc::SIGKILL);
         let mut exited = None;
         let deadline = Instant::now() + Duration::from_secs(40);
         while exited.is_none() {
@@ -1018,8 +978,7 @@ fn with_on_tmux_exit_wait_the_coordinator_attaches_again() {
     assert!(out.status.success());
     let pane = rig.start_worker(&[]);
     rig.wait_managed(&pane);
-    coord.signal(libc::SIGTERM);
-    assert!(coord.wait_exit().success(), "{}", rig.log("coord.log"));
+    assert!(coord.stop(EXIT).success(), "{}", rig.log("coord.log"));
 }
 
 #[tokio::test]
@@ -1073,7 +1032,7 @@ fn a_hostile_session_name_is_only_ever_data() {
     let wid = Rig::worker_id(&pane);
     rig.wait_managed(&pane);
     let old_pid = rig.pane_pid(&pane);
-    kill(old_pid, libc::SIGKILL);
+    signal_pid(old_pid, libc::SIGKILL);
     wait_for("respawned", WAIT, || rig.count("pane_respawned", &wid) == 1);
     let (_, _, details) = rig
         .events()
@@ -1161,7 +1120,7 @@ fn coordinator_cost() {
     let mut kills = 0usize;
     while start.elapsed() < Duration::from_secs(secs) {
         let victim = rig.pane_pid(&started[kills % panes]);
-        kill(victim, libc::SIGKILL);
+        signal_pid(victim, libc::SIGKILL);
         kills += 1;
         std::thread::sleep(Duration::from_millis(churn_ms));
     }
@@ -1205,7 +1164,7 @@ fn the_coordinator_rides_out_a_redis_restart() {
     });
     rig.wait_managed(&pane);
     let old_pid = rig.pane_pid(&pane);
-    kill(old_pid, libc::SIGKILL);
+    signal_pid(old_pid, libc::SIGKILL);
     wait_for("respawned after the Redis restart", WAIT, || {
         rig.count("pane_respawned", &wid) == 1
     });

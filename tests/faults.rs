@@ -14,7 +14,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use support::chaos::{bin, pid_alive, Installation, NODE, ROLE, SESSION};
+use support::chaos::{bin, Installation, NODE, ROLE, SESSION};
+use support::process::{pid_alive, signal_pid, ChildGuard};
 use support::wait::wait_for;
 use support::TmuxServer;
 
@@ -152,7 +153,7 @@ fn after_a_redis_outage_the_watchdog_takes_no_healthy_worker_for_hung() {
     let pids = pane_pids(&inst);
     let socket = inst.socket();
     let log = std::fs::File::create(inst.log_path("watchdog.log")).unwrap();
-    let _watchdog = support::chaos::Proc(
+    let _watchdog = ChildGuard(
         inst.panebus(&[
             "watchdog",
             "-S",
@@ -198,7 +199,7 @@ fn after_a_redis_outage_the_watchdog_takes_no_healthy_worker_for_hung() {
 
     // It still respawns a worker that stops beating.
     let hung = worker_pid(&inst, &inst.panes[0]).unwrap();
-    support::chaos::signal_pid(hung, libc::SIGSTOP);
+    signal_pid(hung, libc::SIGSTOP);
     let deadline = Instant::now() + Duration::from_secs(30);
     // The respawned pane runs the worker's own argv (what it registered), without `sh -c`.
     let respawned = |inst: &Installation| {
@@ -450,7 +451,7 @@ fn a_full_disk_under_the_managed_redis_is_reported_with_its_cause() {
     impl Drop for KillOnDrop {
         fn drop(&mut self) {
             if let Some(pid) = self.0 {
-                support::chaos::signal_pid(pid, libc::SIGKILL);
+                signal_pid(pid, libc::SIGKILL);
             }
         }
     }

@@ -14,13 +14,14 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use panebus::bus::{Delivery, Keys};
 use panebus::schema::{self, DecodeError, DlqCommand};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
+use support::process::ChildGuard;
 use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
@@ -280,16 +281,6 @@ struct Bus {
     env: Vec<(String, String)>,
 }
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 impl Bus {
     fn start() -> Bus {
         let redis = RedisServer::start();
@@ -353,7 +344,7 @@ impl Bus {
     }
 
     /// Starts `panebus worker` for pane `pane` (TMUX_PANE set, no tmux needed).
-    fn worker(&self, pane: &str, extra: &[&str]) -> Proc {
+    fn worker(&self, pane: &str, extra: &[&str]) -> ChildGuard {
         let mut args = vec!["worker", "--role", "h"];
         args.extend_from_slice(extra);
         let child = self
@@ -365,7 +356,7 @@ impl Bus {
             .expect("start panebus worker");
         let id = format!("{NODE}/{pane}");
         wait_for(&format!("worker {id} alive"), WAIT, || self.alive(&id));
-        Proc(child)
+        ChildGuard(child)
     }
 
     fn alive(&self, id: &str) -> bool {
@@ -818,7 +809,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_panebus"), &program).unwrap();
 
     let log = std::fs::File::create(scratch.path().join("coord.log")).unwrap();
-    let mut coordinator = Proc(
+    let mut coordinator = ChildGuard(
         panebus(&[
             "attach",
             &session,
@@ -947,7 +938,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
     for extra in [&[][..], &["--session", session.as_str()][..]] {
         let mut args = vec!["tail", pane.as_str(), "-S", socket.as_str()];
         args.extend_from_slice(extra);
-        let mut tail = Proc(
+        let mut tail = ChildGuard(
             panebus(&args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())

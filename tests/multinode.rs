@@ -10,12 +10,13 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
+use support::process::{signal_pid, ChildGuard};
 use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
@@ -25,16 +26,6 @@ const SESSION: &str = "work";
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_panebus")
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One host: a tmux server and the node name its processes use.
@@ -92,7 +83,7 @@ impl Node {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    fn coordinator(&self, redis: &RedisServer, log: &str) -> Proc {
+    fn coordinator(&self, redis: &RedisServer, log: &str) -> ChildGuard {
         let socket = self.socket();
         let log = std::fs::File::create(self.logs.path().join(log)).unwrap();
         let child = self
@@ -128,7 +119,7 @@ impl Node {
                     .unwrap()
             },
         );
-        Proc(child)
+        ChildGuard(child)
     }
 
     /// Starts `panebus worker --role ROLE` as the command of a new window; its pane id.
@@ -213,17 +204,10 @@ fn restarts(redis: &RedisServer, worker: &str) -> usize {
     redis.conn().zcard(Keys::new(NS).restarts(worker)).unwrap()
 }
 
-fn kill9(pid: u32) {
-    // SAFETY: SIGKILL to a worker this test started through tmux.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-    }
-}
-
 /// Kills the worker of `pane` and waits for its own coordinator to respawn it in place.
 fn kill_and_wait_respawn(node: &Node, redis: &RedisServer, pane: &str) {
     let old = node.pane_pid(pane);
-    kill9(old);
+    signal_pid(old, libc::SIGKILL);
     wait_for(&format!("{} respawned", node.id(pane)), WAIT, || {
         node.pane(pane, "#{pane_dead}") == "0" && node.pane_pid(pane) != old
     });
@@ -372,7 +356,7 @@ fn two_nodes_share_one_bus_and_each_coordinator_keeps_to_its_own_panes() {
             .unwrap()
     });
     let dead = alpha.pane_pid(&a_build);
-    kill9(dead);
+    signal_pid(dead, libc::SIGKILL);
     wait_for("the dead worker's heartbeat expires", WAIT, || {
         !redis
             .conn()

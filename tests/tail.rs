@@ -4,11 +4,12 @@
 mod support;
 
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::process::ChildGuard;
 use support::wait::wait_for;
 use support::TmuxServer;
 
@@ -17,7 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A running `panebus tail`, killed on drop (so a failing test never leaves it behind),
 /// with its stdout and stderr collected by reader threads.
 struct Tail {
-    child: Child,
+    child: ChildGuard,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
 }
@@ -43,7 +44,7 @@ impl Tail {
         let stdout = collect(child.stdout.take().expect("piped stdout"));
         let stderr = collect(child.stderr.take().expect("piped stderr"));
         Tail {
-            child,
+            child: ChildGuard(child),
             stdout,
             stderr,
         }
@@ -60,7 +61,7 @@ impl Tail {
     /// Waits until tmux lists tail's control client, so output from now on reaches it.
     fn wait_attached(&mut self, tmux: &TmuxServer) {
         wait_for("tail's control client", TIMEOUT, || {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.child.0.try_wait() {
                 panic!("tail exited early ({status}): {}", self.stderr());
             }
             tmux.run(&["list-clients", "-F", "#{client_control_mode}"])
@@ -76,25 +77,9 @@ impl Tail {
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for tail") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tail did not exit; stderr: {}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tail {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child
+            .wait_exit(TIMEOUT)
+            .unwrap_or_else(|| panic!("tail did not exit; stderr: {}", self.stderr()))
     }
 }
 

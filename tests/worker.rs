@@ -13,6 +13,7 @@ use panebus::config::Config;
 use panebus::schema::{Command, CommandResult, DlqCommand, DlqReason, EventKind, WorkerState};
 use panebus::worker::{handler_fn, HandlerError, StopTokens, Worker, WorkerError, WorkerExit};
 use serde_json::{json, Value};
+use support::process::{pid_alive, ChildGuard};
 use support::wait::wait_for_async;
 use support::{RedisServer, TmuxServer};
 
@@ -374,13 +375,6 @@ fn worker_process_with(
         .expect("start panebus worker")
 }
 
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: signalling our own child process by pid.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, sig);
-    }
-}
-
 async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -402,20 +396,6 @@ async fn wait_file(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-fn pid_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_handlers_pass_hostile_text_literally_and_report_failures() {
     let redis = RedisServer::start();
@@ -426,7 +406,7 @@ async fn external_handlers_pass_hostile_text_literally_and_report_failures() {
         "slow=sh -c 'echo $$ > {}; exec sleep 60'",
         pidfile.display()
     );
-    let mut child = KillOnDrop(worker_process(
+    let mut child = ChildGuard(worker_process(
         &redis,
         "%5",
         &[
@@ -465,7 +445,7 @@ async fn external_handlers_pass_hostile_text_literally_and_report_failures() {
 
     let r = dispatch(&bus, &id, &Command::new("slow", json!({}), "test")).await;
     assert!(r.error.unwrap().contains("timed out after 1s"));
-    let pid: i32 = wait_file(&pidfile).await.trim().parse().unwrap();
+    let pid: u32 = wait_file(&pidfile).await.trim().parse().unwrap();
     wait_for_async(
         "the timed-out handler's process group is killed",
         WAIT,
@@ -481,7 +461,7 @@ async fn external_handlers_pass_hostile_text_literally_and_report_failures() {
         .collect();
     assert_eq!(reasons, [DlqReason::Timeout, DlqReason::Failed]);
 
-    signal(&child.0, libc::SIGTERM);
+    child.signal(libc::SIGTERM);
     assert!(wait_exit(&mut child.0).await.success());
     assert!(!bus.is_registered(&id).await.unwrap());
 }
@@ -496,7 +476,7 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
         "work=sh -c 'echo $$ > {}; exec sleep 60'",
         pidfile.display()
     );
-    let mut first = KillOnDrop(worker_process(&redis, "%7", &["--handler", &work]));
+    let mut first = ChildGuard(worker_process(&redis, "%7", &["--handler", &work]));
     let id = format!("{NODE}/%7");
     wait_registered(&bus, &id).await;
     let generation = bus.generation(&id).await.unwrap();
@@ -515,7 +495,7 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     )
     .await;
 
-    signal(&first.0, libc::SIGKILL);
+    first.signal(libc::SIGKILL);
     wait_exit(&mut first.0).await;
     // The handler program dies with its worker instead of running on unattended.
     wait_for_async("the handler program dies with its worker", WAIT, || async {
@@ -533,7 +513,7 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     assert!(bus.result(&cmd.id).await.unwrap().is_none());
 
     // The next incarnation (same pane) takes it over: attempt 2, served once.
-    let mut second = KillOnDrop(worker_process(&redis, "%7", &["--handler", "work=cat"]));
+    let mut second = ChildGuard(worker_process(&redis, "%7", &["--handler", "work=cat"]));
     let mut blocking = bus.blocking_connection().await.unwrap();
     let r = bus
         .wait_result(&mut blocking, &cmd.id, Duration::from_secs(30))
@@ -548,7 +528,7 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
         bus.processing_len(&id).await.unwrap() == 0
     })
     .await;
-    signal(&second.0, libc::SIGTERM);
+    second.signal(libc::SIGTERM);
     assert!(wait_exit(&mut second.0).await.success());
 }
 
@@ -562,7 +542,7 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
         "short=sh -c 'echo 1 > {}; sleep 1; echo done'",
         started.display()
     );
-    let mut child = KillOnDrop(worker_process(
+    let mut child = ChildGuard(worker_process(
         &redis,
         "%8",
         &["--handler", &short, "--handler", "long=sleep 60"],
@@ -574,7 +554,7 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
     let cmd = Command::new("short", json!({}), "test");
     bus.enqueue(&id, &cmd, false).await.unwrap();
     wait_file(&started).await;
-    signal(&child.0, libc::SIGTERM);
+    child.signal(libc::SIGTERM);
     assert!(wait_exit(&mut child.0).await.success());
     let r = bus
         .result(&cmd.id)
@@ -587,7 +567,7 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
     assert_eq!(last.event.kind, EventKind::WorkerStopped);
 
     // Two signals while a long command runs: it goes back to the head of the queue.
-    let mut child = KillOnDrop(worker_process(
+    let mut child = ChildGuard(worker_process(
         &redis,
         "%8",
         &["--handler", "long=sleep 60"],
@@ -599,9 +579,9 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
         bus.processing_len(&id).await.unwrap() == 1
     })
     .await;
-    signal(&child.0, libc::SIGTERM);
+    child.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    signal(&child.0, libc::SIGINT);
+    child.signal(libc::SIGINT);
     assert!(wait_exit(&mut child.0).await.success());
     // The result is stored just before the ack: wait for the ack too.
     wait_for_async("the command is acked", WAIT, || async {
@@ -633,7 +613,7 @@ async fn one_stop_signal_with_redis_gone_ends_the_worker_within_a_heartbeat_ttl(
         "work=sh -c 'echo $$ > {}; sleep 1; echo {{}}'",
         pidfile.display()
     );
-    let mut child = KillOnDrop(worker_process_with(
+    let mut child = ChildGuard(worker_process_with(
         &redis,
         "%8",
         &["--handler", &work],
@@ -646,7 +626,7 @@ async fn one_stop_signal_with_redis_gone_ends_the_worker_within_a_heartbeat_ttl(
         .unwrap();
     wait_file(&pidfile).await;
     redis.kill();
-    signal(&child.0, libc::SIGTERM);
+    child.signal(libc::SIGTERM);
     wait_exit(&mut child.0).await;
 }
 
@@ -654,7 +634,7 @@ async fn one_stop_signal_with_redis_gone_ends_the_worker_within_a_heartbeat_ttl(
 async fn worker_survives_a_redis_restart_and_registers_again() {
     let mut redis = RedisServer::start();
     // A slow heartbeat: registering again must not wait for it.
-    let mut child = KillOnDrop(worker_process_with(
+    let mut child = ChildGuard(worker_process_with(
         &redis,
         "%9",
         &["--heartbeat-interval", "30s"],
@@ -676,7 +656,7 @@ async fn worker_survives_a_redis_restart_and_registers_again() {
     wait_registered(&bus, &id).await;
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
-    signal(&child.0, libc::SIGTERM);
+    child.signal(libc::SIGTERM);
     assert!(wait_exit(&mut child.0).await.success());
 }
 
@@ -684,7 +664,7 @@ async fn worker_survives_a_redis_restart_and_registers_again() {
 async fn worker_waits_for_redis_that_is_down_at_start() {
     let mut redis = RedisServer::start();
     redis.kill();
-    let mut child = KillOnDrop(worker_process(&redis, "%4", &[]));
+    let mut child = ChildGuard(worker_process(&redis, "%4", &[]));
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(
         child.0.try_wait().unwrap().is_none(),
@@ -694,7 +674,7 @@ async fn worker_waits_for_redis_that_is_down_at_start() {
     let bus = Bus::connect(&config(&redis)).await.unwrap();
     let id = format!("{NODE}/%4");
     wait_registered(&bus, &id).await;
-    signal(&child.0, libc::SIGTERM);
+    child.signal(libc::SIGTERM);
     assert!(wait_exit(&mut child.0).await.success());
 }
 

@@ -17,6 +17,8 @@ use panebus::worker::{StopTokens, Worker};
 use panebus::workflow::record::{Phase, PhaseState, WorkflowState};
 use panebus::workflow::store;
 use serde_json::Value;
+use support::process::{process_gone, ChildGuard};
+use support::wait::wait_for_async;
 use support::{RedisServer, TmuxServer};
 
 const NODE: &str = "wfnode";
@@ -551,16 +553,6 @@ async fn workflow_setup_starts_five_role_workers_and_teardown_removes_them() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no tmux session wf-test"));
 }
 
-fn process_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .map(|(_, rest)| rest.starts_with('Z'))
-            .unwrap_or(false),
-    }
-}
-
 /// A real `panebus worker --role planner` on pane `%1` whose agent is `slow.sh`.
 fn spawn_planner(
     redis: &RedisServer,
@@ -585,15 +577,6 @@ fn spawn_planner(
         .unwrap()
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phase_whose_worker_dies_is_rerun_without_rerunning_earlier_phases() {
     let redis = RedisServer::start();
@@ -610,7 +593,7 @@ async fn a_phase_whose_worker_dies_is_rerun_without_rerunning_earlier_phases() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("agent.pid");
-    let mut planner = KillOnDrop(spawn_planner(&redis, "30", &pidfile));
+    let mut planner = ChildGuard(spawn_planner(&redis, "30", &pidfile));
 
     let ask_config = config.clone();
     let ask_task = tokio::spawn(async move { ask(&ask_config, &["Fix", "the", "login"]).await });
@@ -627,7 +610,7 @@ async fn a_phase_whose_worker_dies_is_rerun_without_rerunning_earlier_phases() {
         assert!(Instant::now() < deadline, "plan phase did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let agent_pid: i32 = std::fs::read_to_string(&pidfile)
+    let agent_pid: u32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
         .parse()
@@ -635,18 +618,16 @@ async fn a_phase_whose_worker_dies_is_rerun_without_rerunning_earlier_phases() {
     planner.0.kill().unwrap();
     planner.0.wait().unwrap();
     // The agent does not outlive its worker.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !process_gone(agent_pid) {
-        assert!(
-            Instant::now() < deadline,
-            "agent {agent_pid} outlived its worker"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_async(
+        &format!("agent {agent_pid} to end with its worker"),
+        Duration::from_secs(10),
+        || async { process_gone(agent_pid) },
+    )
+    .await;
 
     // The respawned worker (same pane, new incarnation) gets the command again.
     std::fs::remove_file(&pidfile).unwrap();
-    let _planner = KillOnDrop(spawn_planner(&redis, "0", &pidfile));
+    let _planner = ChildGuard(spawn_planner(&redis, "0", &pidfile));
     let (result, progress, _) = tokio::time::timeout(Duration::from_secs(60), ask_task)
         .await
         .expect("ask finishes")

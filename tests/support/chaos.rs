@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use panebus::bus::Keys;
@@ -18,6 +18,10 @@ use panebus::config::Config;
 use redis::Commands;
 use serde_json::Value;
 
+// tests/chaos.rs signals the pane processes it kills through this module.
+#[allow(unused_imports)]
+pub use super::process::signal_pid;
+use super::process::ChildGuard;
 use super::wait::wait_for;
 use super::{RedisServer, TmuxServer};
 
@@ -40,48 +44,6 @@ pub struct StreamEvent {
     pub details: Value,
 }
 
-/// A child process killed (SIGKILL) on drop.
-pub struct Proc(pub Child);
-
-impl Proc {
-    pub fn signal(&self, sig: i32) {
-        signal_pid(self.0.id(), sig);
-    }
-
-    /// The exit status, waiting up to `timeout`; `None` if it still runs.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn signal_pid(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a pid this test started (directly or through tmux).
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-pub fn pid_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks existence.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
-}
-
 /// Redis, tmux, the coordinator and the worker panes of one fault test.
 pub struct Installation {
     pub redis: RedisServer,
@@ -89,7 +51,7 @@ pub struct Installation {
     pub dir: tempfile::TempDir,
     pub keys: Keys,
     pub panes: Vec<String>,
-    pub coordinator: Option<Proc>,
+    pub coordinator: Option<ChildGuard>,
     /// Extra `PANEBUS_*` settings on top of [`Installation::base_env`].
     overrides: Vec<(String, String)>,
 }
@@ -237,7 +199,7 @@ impl Installation {
             .spawn()
             .expect("start panebus attach");
         let pid = child.id();
-        self.coordinator = Some(Proc(child));
+        self.coordinator = Some(ChildGuard(child));
         wait_for(
             "the coordinator holds the lease",
             Duration::from_secs(30),

@@ -217,3 +217,5 @@ pub mod deployments;
 pub mod chaos;
 
 pub mod wait;
+
+pub mod process;
