@@ -5,126 +5,54 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::panebus::Panebus;
+use support::process::ChildGuard;
 use support::wait::wait_for;
 use support::RedisServer;
 
 const NODE: &str = "testnode";
 const NAMESPACE: &str = "clitest";
 
-/// A `panebus worker` process, killed when dropped.
-struct WorkerGuard {
-    child: Child,
-}
-
-impl Drop for WorkerGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A private bus: one redis-server plus the environment every `panebus` call gets.
+/// A private bus: one redis-server plus the `panebus` runner with its environment.
 struct Bus {
     _redis: RedisServer,
-    env: Vec<(String, String)>,
+    panebus: Panebus,
 }
 
 impl Bus {
     fn start() -> Bus {
         let redis = RedisServer::start();
-        let env = vec![
-            ("PANEBUS_REDIS_URL".to_string(), redis.url()),
-            ("PANEBUS_NAMESPACE".to_string(), NAMESPACE.to_string()),
-            ("PANEBUS_NODE".to_string(), NODE.to_string()),
-            (
-                "PANEBUS_HEARTBEAT_INTERVAL".to_string(),
-                "200ms".to_string(),
-            ),
-            ("PANEBUS_HEARTBEAT_TTL".to_string(), "5".to_string()),
-            ("PANEBUS_LOG_LEVEL".to_string(), "warn".to_string()),
-        ];
-        Bus { _redis: redis, env }
+        let panebus = Panebus::on(&redis.url(), NAMESPACE, NODE);
+        Bus {
+            _redis: redis,
+            panebus,
+        }
     }
 
-    /// Sets a variable for every later `panebus` call and worker.
-    fn set(&mut self, name: &str, value: &str) {
-        self.env.retain(|(k, _)| k != name);
-        self.env.push((name.to_string(), value.to_string()));
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_panebus"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// Runs `panebus ARGS` to completion.
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run panebus")
-    }
-
-    /// Runs `panebus ARGS` with `input` on stdin.
-    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start panebus");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs `panebus ARGS --json` and parses stdout, asserting success.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.run(&all);
-        assert_eq!(code(&out), 0, "panebus {args:?} failed: {}", stderr(&out));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "panebus {args:?} printed invalid JSON ({e}): {}",
-                stdout(&out)
-            )
-        })
-    }
-
-    /// Starts `panebus worker` in pane `pane` and waits until it is alive on the bus.
-    fn worker(&self, pane: &str, role: &str, extra: &[&str]) -> WorkerGuard {
+    /// Starts `panebus worker --role ROLE EXTRA` in pane `pane` and waits until it is alive
+    /// on the bus.
+    fn worker(&self, pane: &str, role: &str, extra: &[&str]) -> ChildGuard {
         let mut args = vec!["worker", "--role", role];
         args.extend_from_slice(extra);
-        let child = self
-            .command(&args)
-            .env("TMUX_PANE", pane)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start panebus worker");
-        let guard = WorkerGuard { child };
-        let id = format!("{NODE}/{pane}");
-        wait_for(&format!("worker {id} alive"), WAIT, || {
-            self.json(&["panes"])
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["id"] == id.as_str() && p["alive"] == true)
-        });
-        guard
+        self.start_worker(pane, &args, Stdio::null())
+    }
+}
+
+impl std::ops::Deref for Bus {
+    type Target = Panebus;
+
+    fn deref(&self) -> &Panebus {
+        &self.panebus
+    }
+}
+
+impl std::ops::DerefMut for Bus {
+    fn deref_mut(&mut self) -> &mut Panebus {
+        &mut self.panebus
     }
 }
 

@@ -16,7 +16,9 @@ use panebus::schema::Command;
 use panebus::workflow::record::WorkflowState;
 use panebus::workflow::{store, WorkflowRecord};
 use serde_json::json;
-use support::deployments::{missing_results, ChildGuard, Panebus, RedisCluster, TestCerts};
+use support::deployments::{missing_results, RedisCluster, TestCerts};
+use support::panebus::Panebus;
+use support::process::ChildGuard;
 use support::wait::{wait_for, wait_for_async};
 use support::TmuxServer;
 

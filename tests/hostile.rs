@@ -13,7 +13,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use panebus::bus::{Delivery, Keys};
 use panebus::schema::{self, DecodeError, DlqCommand};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
+use support::panebus::Panebus;
 use support::process::ChildGuard;
 use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
@@ -274,97 +275,45 @@ fn each_kind_of_poison_gets_its_typed_error() {
 // ---------------------------------------------------------------------------------------
 // The bus: one private redis-server and `panebus` processes.
 
-/// A private redis-server plus the environment every `panebus` call gets.
+/// A private redis-server plus the `panebus` runner with its environment.
 struct Bus {
     redis: RedisServer,
     keys: Keys,
-    env: Vec<(String, String)>,
+    panebus: Panebus,
+}
+
+impl std::ops::Deref for Bus {
+    type Target = Panebus;
+
+    fn deref(&self) -> &Panebus {
+        &self.panebus
+    }
+}
+
+impl std::ops::DerefMut for Bus {
+    fn deref_mut(&mut self) -> &mut Panebus {
+        &mut self.panebus
+    }
 }
 
 impl Bus {
     fn start() -> Bus {
         let redis = RedisServer::start();
-        let env = vec![
-            ("PANEBUS_REDIS_URL".to_string(), redis.url()),
-            ("PANEBUS_NAMESPACE".to_string(), NS.to_string()),
-            ("PANEBUS_NODE".to_string(), NODE.to_string()),
-            (
-                "PANEBUS_HEARTBEAT_INTERVAL".to_string(),
-                "300ms".to_string(),
-            ),
-            ("PANEBUS_HEARTBEAT_TTL".to_string(), "5".to_string()),
-            ("PANEBUS_LOG_LEVEL".to_string(), "warn".to_string()),
-        ];
+        let mut panebus = Panebus::on(&redis.url(), NS, NODE);
+        panebus.set("PANEBUS_HEARTBEAT_INTERVAL", "300ms");
         Bus {
             redis,
             keys: Keys::new(NS),
-            env,
+            panebus,
         }
     }
 
-    fn set(&mut self, name: &str, value: &str) {
-        self.env.retain(|(k, _)| k != name);
-        self.env.push((name.to_string(), value.to_string()));
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_panebus"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run panebus")
-    }
-
-    fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start panebus");
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// `panebus ARGS --json`, asserting success.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.run(&all);
-        assert_eq!(code(&out), 0, "panebus {args:?}: {}", text(&out.stderr));
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("panebus {args:?} printed invalid JSON ({e})"))
-    }
-
-    /// Starts `panebus worker` for pane `pane` (TMUX_PANE set, no tmux needed).
+    /// Starts `panebus worker --role h EXTRA` for pane `pane` (TMUX_PANE set, no tmux
+    /// needed) and waits until it is alive on the bus.
     fn worker(&self, pane: &str, extra: &[&str]) -> ChildGuard {
         let mut args = vec!["worker", "--role", "h"];
         args.extend_from_slice(extra);
-        let child = self
-            .command(&args)
-            .env("TMUX_PANE", pane)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start panebus worker");
-        let id = format!("{NODE}/{pane}");
-        wait_for(&format!("worker {id} alive"), WAIT, || self.alive(&id));
-        ChildGuard(child)
-    }
-
-    fn alive(&self, id: &str) -> bool {
-        self.json(&["panes"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["id"] == id && p["alive"] == true)
+        self.start_worker(pane, &args, Stdio::null())
     }
 
     fn push_raw(&self, worker: &str, element: &[u8]) {
@@ -514,7 +463,7 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
     assert_eq!(bus.llen(&bus.keys.processing(&id)), 0);
     let pong = bus.json(&["dispatch", "%1", "ping", "--wait"]);
     assert_eq!(pong["ok"], true, "{pong}");
-    assert!(bus.alive(&id));
+    assert!(bus.alive("%1"));
     assert!(!m.exists(), "a queue element ran a command");
     // Counts at the edge of what Redis takes: every entry, or a usage error.
     let all = bus.json(&["dlq", "list", "--limit", "9223372036854775807"]);

@@ -1,7 +1,7 @@
 //! Redis deployments for tests, on free loopback ports, killed on Drop: a TLS redis-server
 //! with a test CA made by the openssl CLI, a six-node Redis Cluster (three primaries, one
-//! replica each), and a primary + replica + sentinel. Plus [`Panebus`], the `panebus`
-//! binary with one environment for every call and worker.
+//! replica each), and a primary + replica + sentinel. [`Panebus`] and [`ChildGuard`] are
+//! re-exported from their own modules for the tests that reach them through this one.
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+// tests/sentinel.rs imports the runner from here.
+#[allow(unused_imports)]
+pub use super::panebus::Panebus;
 pub use super::process::ChildGuard;
 
 fn free_port() -> u16 {
@@ -662,93 +665,5 @@ impl SentinelSetup {
         .nth(1)
         .and_then(|p| p.trim().parse().ok())
         .expect("the sentinel names a primary")
-    }
-}
-
-// ---- the panebus binary ----
-
-/// The `panebus` binary with one environment for every call and worker.
-pub struct Panebus {
-    pub env: Vec<(String, String)>,
-}
-
-impl Panebus {
-    /// Namespace `deploy`, node `testnode`, fast heartbeats, log level `warn`.
-    pub fn new(redis_url: &str) -> Panebus {
-        let env = [
-            ("PANEBUS_REDIS_URL", redis_url),
-            ("PANEBUS_NAMESPACE", "deploy"),
-            ("PANEBUS_NODE", "testnode"),
-            ("PANEBUS_HEARTBEAT_INTERVAL", "200ms"),
-            ("PANEBUS_HEARTBEAT_TTL", "5"),
-            ("PANEBUS_LOG_LEVEL", "debug"),
-        ];
-        Panebus {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    /// Sets a variable for every later call and worker.
-    pub fn set(&mut self, name: &str, value: &str) {
-        self.env.retain(|(k, _)| k != name);
-        self.env.push((name.to_string(), value.to_string()));
-    }
-
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_panebus"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run panebus")
-    }
-
-    /// `panebus ARGS --json`, asserting success.
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.run(&all);
-        assert!(
-            out.status.success(),
-            "panebus {args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("panebus printed JSON")
-    }
-
-    /// Starts `panebus worker` as pane `pane`, its stderr going to `log`, and waits until
-    /// it is alive on the bus.
-    pub fn worker(&self, pane: &str, log: &Path) -> ChildGuard {
-        let child = self
-            .command(&["worker"])
-            .env("TMUX_PANE", pane)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).expect("create the worker log"))
-            .spawn()
-            .expect("start panebus worker");
-        let guard = ChildGuard(child);
-        let id = format!("testnode/{pane}");
-        wait_for(&format!("worker {id} alive"), 30, || {
-            let out = self.run(&["panes", "--json"]);
-            out.status.success()
-                && serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                    .ok()
-                    .and_then(|v| v.as_array().cloned())
-                    .is_some_and(|panes| {
-                        panes
-                            .iter()
-                            .any(|p| p["id"] == id.as_str() && p["alive"] == true)
-                    })
-        });
-        guard
     }
 }

@@ -219,3 +219,5 @@ pub mod chaos;
 pub mod wait;
 
 pub mod process;
+
+pub mod panebus;
