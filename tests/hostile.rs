@@ -21,7 +21,7 @@ use panebus::bus::{Delivery, Keys};
 use panebus::schema::{self, DecodeError, DlqCommand};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use support::panebus::Panebus;
+use support::panebus::PrivateBus;
 use support::process::ChildGuard;
 use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
@@ -275,68 +275,39 @@ fn each_kind_of_poison_gets_its_typed_error() {
 // ---------------------------------------------------------------------------------------
 // The bus: one private redis-server and `panebus` processes.
 
-/// A private redis-server plus the `panebus` runner with its environment.
-struct Bus {
-    redis: RedisServer,
-    keys: Keys,
-    panebus: Panebus,
+/// A private bus with this file's namespace and node, and a slower heartbeat (300 ms).
+fn start_bus() -> PrivateBus {
+    let mut bus = PrivateBus::start(NS, NODE);
+    bus.set("PANEBUS_HEARTBEAT_INTERVAL", "300ms");
+    bus
 }
 
-impl std::ops::Deref for Bus {
-    type Target = Panebus;
-
-    fn deref(&self) -> &Panebus {
-        &self.panebus
-    }
+/// Starts `panebus worker --role h EXTRA` for pane `pane` (TMUX_PANE set, no tmux needed)
+/// and waits until it is alive on the bus.
+fn worker(bus: &PrivateBus, pane: &str, extra: &[&str]) -> ChildGuard {
+    bus.role_worker(pane, "h", extra)
 }
 
-impl std::ops::DerefMut for Bus {
-    fn deref_mut(&mut self) -> &mut Panebus {
-        &mut self.panebus
-    }
+fn push_raw(bus: &PrivateBus, worker: &str, element: &[u8]) {
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(bus.keys.queue(worker))
+        .arg(element)
+        .query(&mut bus.redis.conn())
+        .unwrap();
 }
 
-impl Bus {
-    fn start() -> Bus {
-        let redis = RedisServer::start();
-        let mut panebus = Panebus::on(&redis.url(), NS, NODE);
-        panebus.set("PANEBUS_HEARTBEAT_INTERVAL", "300ms");
-        Bus {
-            redis,
-            keys: Keys::new(NS),
-            panebus,
-        }
-    }
+fn llen(bus: &PrivateBus, key: &str) -> usize {
+    redis::cmd("LLEN")
+        .arg(key)
+        .query(&mut bus.redis.conn())
+        .unwrap()
+}
 
-    /// Starts `panebus worker --role h EXTRA` for pane `pane` (TMUX_PANE set, no tmux
-    /// needed) and waits until it is alive on the bus.
-    fn worker(&self, pane: &str, extra: &[&str]) -> ChildGuard {
-        let mut args = vec!["worker", "--role", "h"];
-        args.extend_from_slice(extra);
-        self.start_worker(pane, &args, Stdio::null())
-    }
-
-    fn push_raw(&self, worker: &str, element: &[u8]) {
-        let _: i64 = redis::cmd("LPUSH")
-            .arg(self.keys.queue(worker))
-            .arg(element)
-            .query(&mut self.redis.conn())
-            .unwrap();
-    }
-
-    fn llen(&self, key: &str) -> usize {
-        redis::cmd("LLEN")
-            .arg(key)
-            .query(&mut self.redis.conn())
-            .unwrap()
-    }
-
-    fn dlq(&self) -> Vec<Value> {
-        self.json(&["dlq", "list", "--limit", "1000"])
-            .as_array()
-            .unwrap()
-            .clone()
-    }
+fn dlq(bus: &PrivateBus) -> Vec<Value> {
+    bus.json(&["dlq", "list", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn code(out: &Output) -> i32 {
@@ -363,10 +334,10 @@ const WAIT: Duration = Duration::from_secs(40);
 
 #[test]
 fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
-    let bus = Bus::start();
+    let bus = start_bus();
     let marker = tempfile::tempdir().unwrap();
     let m = marker.path().join("ran");
-    let _worker = bus.worker("%1", &[]);
+    let _worker = worker(&bus, "%1", &[]);
     let id = format!("{NODE}/%1");
 
     let deep = deep_payload(200_000, "[", "]");
@@ -402,12 +373,12 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
         ),
     ];
     for (element, _) in &poison {
-        bus.push_raw(&id, element);
+        push_raw(&bus, &id, element);
     }
     wait_for("every element is dead-lettered", WAIT, || {
-        bus.dlq().len() == poison.len()
+        dlq(&bus).len() == poison.len()
     });
-    let dlq = bus.dlq();
+    let dlq = dlq(&bus);
     for (element, expected) in &poison {
         let raw = String::from_utf8_lossy(element);
         let entry = dlq
@@ -430,7 +401,8 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
     }
     // Extreme numbers are valid and run: a time limit of u64::MAX ms means no practical
     // limit, a creation time in the future gives a latency of 0.
-    bus.push_raw(
+    push_raw(
+        &bus,
         &id,
         br#"{"id":"huge-numbers","type":"ping","timeout_ms":18446744073709551615,"created_ms":18446744073709551615,"attempt":4294967295,"max_attempts":4294967295}"#,
     );
@@ -459,8 +431,8 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
     }
 
     // Nothing is left behind, the worker still serves, nothing ran.
-    assert_eq!(bus.llen(&bus.keys.queue(&id)), 0);
-    assert_eq!(bus.llen(&bus.keys.processing(&id)), 0);
+    assert_eq!(llen(&bus, &bus.keys.queue(&id)), 0);
+    assert_eq!(llen(&bus, &bus.keys.processing(&id)), 0);
     let pong = bus.json(&["dispatch", "%1", "ping", "--wait"]);
     assert_eq!(pong["ok"], true, "{pong}");
     assert!(bus.alive("%1"));
@@ -484,7 +456,7 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
 
 #[test]
 fn poison_left_unacked_by_a_dead_worker_is_recovered_into_the_dlq() {
-    let bus = Bus::start();
+    let bus = start_bus();
     let id = format!("{NODE}/%2");
     // A crashed incarnation left bytes that are not UTF-8 in the processing list.
     let _: i64 = redis::cmd("LPUSH")
@@ -492,25 +464,26 @@ fn poison_left_unacked_by_a_dead_worker_is_recovered_into_the_dlq() {
         .arg(&b"\x80\x81 left behind"[..])
         .query(&mut bus.redis.conn())
         .unwrap();
-    let _worker = bus.worker("%2", &[]);
+    let _worker = worker(&bus, "%2", &[]);
     wait_for("the leftover is dead-lettered", WAIT, || {
-        bus.dlq().len() == 1
+        dlq(&bus).len() == 1
     });
-    let entry = &bus.dlq()[0];
+    let entry = &dlq(&bus)[0];
     assert_eq!(entry["reason"], "poison");
     assert_eq!(entry["command"], "\u{fffd}\u{fffd} left behind");
     assert!(entry["error"].as_str().unwrap().contains("not UTF-8"));
-    assert_eq!(bus.llen(&bus.keys.processing(&id)), 0);
+    assert_eq!(llen(&bus, &bus.keys.processing(&id)), 0);
     let pong = bus.json(&["dispatch", "%2", "ping", "--wait"]);
     assert_eq!(pong["ok"], true, "{pong}");
 }
 
 #[test]
 fn hostile_payloads_and_types_arrive_literally_or_fail_with_exit_6() {
-    let bus = Bus::start();
+    let bus = start_bus();
     let marker = tempfile::tempdir().unwrap();
     let m = marker.path().join("ran");
-    let _worker = bus.worker(
+    let _worker = worker(
+        &bus,
         "%3",
         &[
             "--handler",
@@ -597,8 +570,7 @@ fn hostile_payloads_and_types_arrive_literally_or_fail_with_exit_6() {
     // the table shows it on one line without control characters.
     let failed = bus.run(&["dispatch", "%3", "fail", "--wait"]);
     assert_eq!(code(&failed), 7, "{}", text(&failed.stderr));
-    let entry = bus
-        .dlq()
+    let entry = dlq(&bus)
         .into_iter()
         .find(|e| e["command"]["type"] == "fail")
         .unwrap();
@@ -608,22 +580,22 @@ fn hostile_payloads_and_types_arrive_literally_or_fail_with_exit_6() {
     );
     let table = bus.run(&["dlq", "list"]);
     let table = text(&table.stdout);
-    assert_eq!(table.lines().count(), 1 + bus.dlq().len(), "{table}");
+    assert_eq!(table.lines().count(), 1 + dlq(&bus).len(), "{table}");
     assert!(
         !table.chars().any(|c| c.is_control() && c != '\n'),
         "{table:?}"
     );
 
     assert!(!m.exists(), "hostile text ran a command");
-    assert_eq!(bus.llen(&bus.keys.queue(&format!("{NODE}/%3"))), 0);
+    assert_eq!(llen(&bus, &bus.keys.queue(&format!("{NODE}/%3"))), 0);
 }
 
 #[test]
 fn the_payload_limit_is_exact_and_oversize_is_exit_6_with_nothing_queued() {
-    let mut bus = Bus::start();
+    let mut bus = start_bus();
     let limit = 4000;
     bus.set("PANEBUS_MAX_PAYLOAD_BYTES", &limit.to_string());
-    let _worker = bus.worker("%4", &["--handler", "echo=cat"]);
+    let _worker = worker(&bus, "%4", &["--handler", "echo=cat"]);
     let queue = bus.keys.queue(&format!("{NODE}/%5"));
 
     // Measure the envelope on a queue nobody drains, then fill it up to the byte.
@@ -659,8 +631,8 @@ fn the_payload_limit_is_exact_and_oversize_is_exit_6_with_nothing_queued() {
         let out = bus.run(args);
         assert_exit(&out, 6, &format!("more than the limit of {limit} bytes"));
     }
-    assert_eq!(bus.llen(&queue), 0);
-    assert_eq!(bus.llen(&bus.keys.queue(&format!("{NODE}/%4"))), 0);
+    assert_eq!(llen(&bus, &queue), 0);
+    assert_eq!(llen(&bus, &bus.keys.queue(&format!("{NODE}/%4"))), 0);
 
     // At the limit it also runs (the envelope does not depend on the worker): the worker
     // echoes the payload back.

@@ -1,18 +1,22 @@
 //! The `panebus` binary as the tests run it: [`Panebus`] holds one environment (Redis URL,
 //! namespace, node, fast heartbeats, log level) and gives it, and nothing of the test
 //! runner's environment but `PATH`, to every call and every `panebus worker` it starts.
-//! Workers take their pane id from `TMUX_PANE`, so they need no tmux server. Tests that
-//! drive a tmux session build their commands around their own rig instead.
+//! Workers take their pane id from `TMUX_PANE`, so they need no tmux server.
+//! [`PrivateBus`] pairs the runner with a redis-server of its own. Tests that drive a tmux
+//! session build their commands around their own rig instead.
 
 use std::io::Write;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use panebus::bus::Keys;
 use serde_json::Value;
 
 use super::process::ChildGuard;
 use super::wait::wait_for;
+use super::RedisServer;
 
 /// The binary under test.
 pub fn bin() -> &'static str {
@@ -160,10 +164,52 @@ impl Panebus {
         guard
     }
 
+    /// Starts `panebus worker --role ROLE EXTRA` as pane `pane` and waits until it is
+    /// alive on the bus.
+    pub fn role_worker(&self, pane: &str, role: &str, extra: &[&str]) -> ChildGuard {
+        let mut args = vec!["worker", "--role", role];
+        args.extend_from_slice(extra);
+        self.start_worker(pane, &args, Stdio::null())
+    }
+
     /// Starts `panebus worker` as pane `pane`, its stderr going to `log`, and waits until
     /// it is alive on the bus.
     pub fn worker(&self, pane: &str, log: &Path) -> ChildGuard {
         let log = std::fs::File::create(log).expect("create the worker log");
         self.start_worker(pane, &["worker"], log.into())
+    }
+}
+
+/// A private redis-server with a [`Panebus`] runner on it (namespace and node as given,
+/// the runner's other defaults); derefs to the runner.
+pub struct PrivateBus {
+    pub redis: RedisServer,
+    pub keys: Keys,
+    panebus: Panebus,
+}
+
+impl PrivateBus {
+    pub fn start(namespace: &str, node: &str) -> PrivateBus {
+        let redis = RedisServer::start();
+        let panebus = Panebus::on(&redis.url(), namespace, node);
+        PrivateBus {
+            redis,
+            keys: Keys::new(namespace),
+            panebus,
+        }
+    }
+}
+
+impl Deref for PrivateBus {
+    type Target = Panebus;
+
+    fn deref(&self) -> &Panebus {
+        &self.panebus
+    }
+}
+
+impl DerefMut for PrivateBus {
+    fn deref_mut(&mut self) -> &mut Panebus {
+        &mut self.panebus
     }
 }
