@@ -13,6 +13,7 @@ use std::time::Duration;
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
+use support::coordinator::{attach_args, registered_pid, start_coordinator};
 use support::deployments::RedisCluster;
 use support::panebus::Panebus;
 use support::process::{signal_pid, ChildGuard};
@@ -647,74 +648,33 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
     let rig = Rig::new();
     let tmux = TmuxServer::start("work");
     let socket = tmux.socket.to_str().unwrap().to_string();
-    let log = std::fs::File::create(rig.dir.path().join("coordinator.log")).unwrap();
-    let mut coordinator = ChildGuard(
-        Command::new(bin())
-            .args([
-                "attach",
-                "work",
-                "-S",
-                &socket,
-                "--check-interval",
-                "200ms",
-                "--lease-ttl",
-                "2s",
-                "--backoff-base",
-                "200ms",
-                "--heartbeat-grace",
-                "3s",
-            ])
-            .env_remove("TMUX")
-            .env_remove("TMUX_PANE")
-            .envs(Rig::env(&rig.coordinator_url(), "json"))
-            // Respawned workers must get the worker user's URL, not the coordinator's.
-            .env("PANEBUS_WORKER_REDIS_URL", rig.node_worker_url())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    let mut attach = Command::new(bin());
+    attach
+        .args(attach_args("work", &socket))
+        .env_remove("TMUX")
+        .env_remove("TMUX_PANE")
+        .envs(Rig::env(&rig.coordinator_url(), "json"))
+        // Respawned workers must get the worker user's URL, not the coordinator's.
+        .env("PANEBUS_WORKER_REDIS_URL", rig.node_worker_url());
+    let mut coordinator = start_coordinator(
+        attach,
+        &rig.dir.path().join("coordinator.log"),
+        &rig.redis,
+        &rig.keys.lease(NODE, "work"),
     );
-    wait_for("the coordinator holds the lease", WAIT, || {
-        rig.admin()
-            .exists::<_, bool>(rig.keys.lease(NODE, "work"))
-            .unwrap()
-    });
 
     // A worker pane with the node-wide worker user's URL in its own environment.
-    let mut args: Vec<String> = ["new-window", "-d", "-P", "-F", "#{pane_id}", "-t", "=work:"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    for (k, v) in Rig::env(&rig.node_worker_url(), "text") {
-        args.push("-e".into());
-        args.push(format!("{k}={v}"));
-    }
     let handler = "slow=sh -c 'cat >/dev/null; sleep 2; echo 1'";
-    args.extend(
-        [bin(), "worker", "--role", "r", "--handler", handler]
-            .iter()
-            .map(|s| s.to_string()),
+    let pane = tmux.new_window(
+        "=work:",
+        &Rig::env(&rig.node_worker_url(), "text"),
+        &[bin(), "worker", "--role", "r", "--handler", handler],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let pane = tmux.run(&args).trim().to_string();
     let wid = format!("{NODE}/{pane}");
-    let pane_pid = || -> u32 {
-        tmux.run(&["display-message", "-p", "-t", &pane, "#{pane_pid}"])
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let registered_pid = || -> Option<u32> {
-        rig.admin()
-            .hget::<_, _, Option<String>>(rig.keys.info(&wid), "pid")
-            .unwrap()
-            .and_then(|p| p.parse().ok())
-    };
+    let pane_pid = || -> u32 { tmux.display(&pane, "#{pane_pid}").parse().unwrap() };
+    let registered = || registered_pid(&mut rig.admin(), &rig.keys, &wid);
     wait_for("the coordinator manages the pane", WAIT, || {
-        tmux.run(&["display-message", "-p", "-t", &pane, "#{@panebus_worker}"])
-            .trim()
-            == wid
-            && registered_pid() == Some(pane_pid())
+        tmux.display(&pane, "#{@panebus_worker}") == wid && registered() == Some(pane_pid())
     });
 
     // Kill -9 with a command in flight: requeue (coordinator), respawn, run again.
@@ -753,7 +713,7 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
 
     // Operator actions through the coordinator, as the dispatcher.
     wait_for("respawned worker registered", WAIT, || {
-        registered_pid() == Some(pane_pid())
+        registered() == Some(pane_pid())
     });
     let out = rig.ok(&["restart", &pane]);
     assert!(out.contains("respawned"), "{out}");

@@ -16,8 +16,9 @@ use panebus::schema::Command;
 use panebus::workflow::record::WorkflowState;
 use panebus::workflow::{store, WorkflowRecord};
 use serde_json::json;
+use support::coordinator::attach_args;
 use support::deployments::{missing_results, RedisCluster, TestCerts};
-use support::panebus::Panebus;
+use support::panebus::{bin, Panebus};
 use support::process::ChildGuard;
 use support::wait::{wait_for, wait_for_async};
 use support::TmuxServer;
@@ -148,25 +149,12 @@ async fn the_coordinator_respawns_a_killed_worker_and_requeues_on_a_cluster() {
     bus.set("PANEBUS_RESPAWN_WINDOW", "120");
     let socket = tmux.socket.display().to_string();
     let coordinator = ChildGuard(
-        bus.command(&[
-            "attach",
-            "work",
-            "-S",
-            &socket,
-            "--check-interval",
-            "200ms",
-            "--lease-ttl",
-            "2s",
-            "--backoff-base",
-            "200ms",
-            "--heartbeat-grace",
-            "3s",
-        ])
-        .env_remove("TMUX")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("coord.log")).unwrap())
-        .spawn()
-        .expect("start panebus attach"),
+        bus.command(&attach_args("work", &socket))
+            .env_remove("TMUX")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("coord.log")).unwrap())
+            .spawn()
+            .expect("start panebus attach"),
     );
     let sender = library_bus(&url).await;
     let lease = sender.keys().lease("testnode", "work");
@@ -185,45 +173,18 @@ async fn the_coordinator_respawns_a_killed_worker_and_requeues_on_a_cluster() {
     .await;
 
     let handler = format!("slow={}", script.display());
-    let mut window = vec![
-        "new-window".to_string(),
-        "-d".into(),
-        "-P".into(),
-        "-F".into(),
-        "#{pane_id}".into(),
-        "-t".into(),
-        "=work:".into(),
-    ];
-    for (k, v) in &bus.env {
-        window.push("-e".into());
-        window.push(format!("{k}={v}"));
-    }
-    window.extend(
-        [
-            "--",
-            env!("CARGO_BIN_EXE_panebus"),
-            "worker",
-            "--handler",
-            handler.as_str(),
-        ]
-        .map(String::from),
+    let pane = tmux.new_window(
+        "=work:",
+        &bus.env,
+        &[bin(), "worker", "--handler", &handler],
     );
-    let args: Vec<&str> = window.iter().map(String::as_str).collect();
-    let pane = tmux.run(&args).trim().to_string();
     let wid = format!("testnode/{pane}");
-    let pane_pid = || -> u32 {
-        tmux.run(&["display-message", "-p", "-t", &pane, "#{pane_pid}"])
-            .trim()
-            .parse()
-            .unwrap()
-    };
+    let pane_pid = || -> u32 { tmux.display(&pane, "#{pane_pid}").parse().unwrap() };
     wait_for_async(
         "the coordinator manages the worker",
         Duration::from_secs(40),
         || async {
-            tmux.run(&["display-message", "-p", "-t", &pane, "#{@panebus_worker}"])
-                .trim()
-                == wid
+            tmux.display(&pane, "#{@panebus_worker}") == wid
                 && sender.is_registered(&wid).await.unwrap_or(false)
         },
     )

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
+use support::coordinator::{registered_pid, start_coordinator, CHECK_INTERVAL, FAST_TIMINGS};
+use support::events::stream_events;
 use support::process::{pid_alive, signal_pid, ChildGuard};
 use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
@@ -67,28 +69,18 @@ impl Rig {
 
     /// Starts `program args…` as the command of a new window; returns its pane id (`%N`).
     fn start_pane(&self, program: &str, args: &[&str], redis_url: Option<&str>) -> String {
-        let mut cmd: Vec<String> = vec![
-            "new-window".into(),
-            "-d".into(),
-            "-P".into(),
-            "-F".into(),
-            "#{pane_id}".into(),
-            "-t".into(),
-            format!("={}:", self.session),
-        ];
-        for (k, v) in self.env() {
-            let v = match (k, redis_url) {
-                ("PANEBUS_REDIS_URL", Some(url)) => url.to_string(),
-                _ => v,
-            };
-            cmd.push("-e".into());
-            cmd.push(format!("{k}={v}"));
-        }
-        cmd.push("--".into());
-        cmd.push(program.into());
-        cmd.extend(args.iter().map(|a| a.to_string()));
-        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        self.tmux.run(&args).trim().to_string()
+        let env: Vec<(&str, String)> = self
+            .env()
+            .into_iter()
+            .map(|(k, v)| match (k, redis_url) {
+                ("PANEBUS_REDIS_URL", Some(url)) => (k, url.to_string()),
+                _ => (k, v),
+            })
+            .collect();
+        let mut argv = vec![program];
+        argv.extend_from_slice(args);
+        self.tmux
+            .new_window(&format!("={}:", self.session), &env, &argv)
     }
 
     fn start_worker(&self, extra: &[&str]) -> String {
@@ -112,38 +104,22 @@ impl Rig {
 
     fn coordinator_with(&self, extra: &[&str], env: &[(&str, &str)], log: &str) -> ChildGuard {
         let socket = self.tmux.socket.to_str().unwrap().to_string();
-        let check = if extra.contains(&"--check-interval") {
-            &[][..]
-        } else {
-            &["--check-interval", "200ms"][..]
-        };
         let mut args = vec!["attach", &self.session, "-S", &socket];
-        args.extend_from_slice(check);
-        args.extend_from_slice(&[
-            "--lease-ttl",
-            "2s",
-            "--backoff-base",
-            "200ms",
-            "--heartbeat-grace",
-            "3s",
-        ]);
+        if !extra.contains(&"--check-interval") {
+            args.extend_from_slice(&CHECK_INTERVAL);
+        }
+        args.extend_from_slice(&FAST_TIMINGS);
         args.extend_from_slice(extra);
-        let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
-        let child = self
-            .panebus(&args)
+        let mut attach = self.panebus(&args);
+        attach
             .env("PANEBUS_RESPAWN_WINDOW", "120")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start panebus attach");
-        // Workers started from now on register after the coordinator started.
-        wait_for("a coordinator holds the lease", WAIT, || {
-            self.conn()
-                .exists::<_, bool>(self.keys.lease(NODE, &self.session))
-                .unwrap()
-        });
-        ChildGuard(child)
+            .envs(env.iter().copied());
+        start_coordinator(
+            attach,
+            &self.dir.path().join(log),
+            &self.redis,
+            &self.keys.lease(NODE, &self.session),
+        )
     }
 
     fn log(&self, name: &str) -> String {
@@ -155,10 +131,7 @@ impl Rig {
     }
 
     fn pane(&self, pane: &str, format: &str) -> String {
-        self.tmux
-            .run(&["display-message", "-p", "-t", pane, format])
-            .trim()
-            .to_string()
+        self.tmux.display(pane, format)
     }
 
     fn pane_pid(&self, pane: &str) -> u32 {
@@ -171,27 +144,14 @@ impl Rig {
 
     /// The registered pid of the worker of `pane`, if registered.
     fn registered_pid(&self, pane: &str) -> Option<u32> {
-        let pid: Option<String> = self
-            .conn()
-            .hget(self.keys.info(&Self::worker_id(pane)), "pid")
-            .unwrap();
-        pid.and_then(|p| p.parse().ok())
+        registered_pid(&mut self.conn(), &self.keys, &Self::worker_id(pane))
     }
 
+    /// Every event as (type, worker, details).
     fn events(&self) -> Vec<(String, String, Value)> {
-        let reply: redis::streams::StreamRangeReply =
-            self.conn().xrange_all(self.keys.events()).unwrap();
-        reply
-            .ids
-            .iter()
-            .map(|e| {
-                let text = |k: &str| e.get::<String>(k).unwrap_or_default();
-                (
-                    text("type"),
-                    text("worker"),
-                    serde_json::from_str(&text("details")).unwrap_or(Value::Null),
-                )
-            })
+        stream_events(&mut self.conn(), &self.keys)
+            .into_iter()
+            .map(|e| (e.kind, e.worker, e.details))
             .collect()
     }
 
@@ -792,17 +752,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn event_ms(rig: &Rig, kind: &str, worker: &str, skip: usize) -> Option<u64> {
-    let reply: redis::streams::StreamRangeReply = rig.conn().xrange_all(rig.keys.events()).unwrap();
-    reply
-        .ids
-        .iter()
-        .filter(|e| {
-            e.get::<String>("type").as_deref() == Some(kind)
-                && e.get::<String>("worker").as_deref() == Some(worker)
-        })
+    stream_events(&mut rig.conn(), &rig.keys)
+        .into_iter()
+        .filter(|e| e.kind == kind && e.worker == worker)
         .nth(skip)
-        .and_then(|e| e.get::<String>("ts_ms"))
-        .and_then(|t| t.parse().ok())
+        .map(|e| e.ts_ms)
 }
 
 /// Times (ms, this host's clock) at which Redis reported a `set` of `key`: keyspace

@@ -21,10 +21,11 @@ use panebus::bus::{Delivery, Keys};
 use panebus::schema::{self, DecodeError, DlqCommand};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
+use support::coordinator::start_coordinator;
 use support::panebus::PrivateBus;
-use support::process::ChildGuard;
+use support::process::{signal_pid, ChildGuard};
 use support::wait::wait_for;
-use support::{RedisServer, TmuxServer};
+use support::{RedisServer, TmuxServer, NO_ENV};
 
 const NS: &str = "hostile";
 const NODE: &str = "hnode";
@@ -729,8 +730,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
     let program = bin_dir.join("w;kill-server #{pane_id} #(false) $(false) `false` 'q' \"d\"");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_panebus"), &program).unwrap();
 
-    let log = std::fs::File::create(scratch.path().join("coord.log")).unwrap();
-    let mut coordinator = ChildGuard(
+    let mut coordinator = start_coordinator(
         panebus(&[
             "attach",
             &session,
@@ -740,39 +740,16 @@ fn hostile_session_window_and_program_names_are_only_data() {
             "200ms",
             "--backoff-base",
             "200ms",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap(),
+        ]),
+        &scratch.path().join("coord.log"),
+        &redis,
+        &keys.lease(NODE, &session),
     );
-    wait_for("the coordinator holds its lease", WAIT, || {
-        redis::cmd("EXISTS")
-            .arg(keys.lease(NODE, &session))
-            .query::<bool>(&mut redis.conn())
-            .unwrap()
-    });
-    let mut new_window = vec![
-        "new-window".to_string(),
-        "-d".into(),
-        "-P".into(),
-        "-F".into(),
-        "#{pane_id}".into(),
-        "-t".into(),
-        format!("={session}:"),
-    ];
-    for (k, v) in &env {
-        new_window.extend(["-e".to_string(), format!("{k}={v}")]);
-    }
-    new_window.extend([
-        "--".to_string(),
-        program.to_str().unwrap().to_string(),
-        "worker".into(),
-        "--role".into(),
-        "h".into(),
-    ]);
-    let args: Vec<&str> = new_window.iter().map(String::as_str).collect();
-    let pane = tmux.run(&args).trim().to_string();
+    let pane = tmux.new_window(
+        &format!("={session}:"),
+        &env,
+        &[program.to_str().unwrap(), "worker", "--role", "h"],
+    );
     let worker = format!("{NODE}/{pane}");
     let display = |format: &str| {
         tmux.run(&["display-message", "-p", "-t", &pane, format])
@@ -784,16 +761,10 @@ fn hostile_session_window_and_program_names_are_only_data() {
     });
     // A program in another window sets a hostile window name and pane title (after a
     // second, once its window allows renaming).
-    let renamer = tmux
-        .run(&[
-            "new-window",
-            "-d",
-            "-P",
-            "-F",
-            "#{pane_id}",
-            "-t",
-            &format!("={session}:"),
-            "--",
+    let renamer = tmux.new_window(
+        &format!("={session}:"),
+        NO_ENV,
+        &[
             "sh",
             "-c",
             "sleep 1; printf '\\033k%s\\033\\\\\\033]2;%s\\033\\\\' \"$1\" \"$1\"; exec sleep 1000",
@@ -802,9 +773,8 @@ fn hostile_session_window_and_program_names_are_only_data() {
                 "r;kill-server #{{window_id}} #(touch {m}) $(touch {m})",
                 m = m.display()
             ),
-        ])
-        .trim()
-        .to_string();
+        ],
+    );
     tmux.run(&["set-option", "-w", "-t", &renamer, "allow-rename", "on"]);
     wait_for("the program renamed its window", WAIT, || {
         tmux.run(&["display-message", "-p", "-t", &renamer, "#{window_name}"])
@@ -814,10 +784,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
 
     // Kill -9 the worker: respawned in place through its hostile program path.
     let old_pid: u32 = display("#{pane_pid}").parse().unwrap();
-    // SAFETY: SIGKILL to a process this test started through tmux.
-    unsafe {
-        libc::kill(old_pid as libc::pid_t, libc::SIGKILL);
-    }
+    signal_pid(old_pid, libc::SIGKILL);
     wait_for("the worker is respawned", WAIT, || {
         display("#{pane_dead}") == "0"
             && display("#{pane_pid}").parse::<u32>().unwrap() != old_pid

@@ -16,6 +16,8 @@ use std::time::Duration;
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
+use support::coordinator::{attach_args, registered_pid, start_coordinator};
+use support::events::stream_events;
 use support::process::{signal_pid, ChildGuard};
 use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
@@ -85,63 +87,25 @@ impl Node {
 
     fn coordinator(&self, redis: &RedisServer, log: &str) -> ChildGuard {
         let socket = self.socket();
-        let log = std::fs::File::create(self.logs.path().join(log)).unwrap();
-        let child = self
-            .panebus(
-                redis,
-                &[
-                    "attach",
-                    SESSION,
-                    "-S",
-                    &socket,
-                    "--check-interval",
-                    "200ms",
-                    "--lease-ttl",
-                    "2s",
-                    "--backoff-base",
-                    "200ms",
-                    "--heartbeat-grace",
-                    "3s",
-                ],
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let keys = Keys::new(NS);
-        wait_for(
-            &format!("{}'s coordinator holds its lease", self.name),
-            WAIT,
-            || {
-                redis
-                    .conn()
-                    .exists::<_, bool>(keys.lease(self.name, SESSION))
-                    .unwrap()
-            },
-        );
-        ChildGuard(child)
+        start_coordinator(
+            self.panebus(redis, &attach_args(SESSION, &socket)),
+            &self.logs.path().join(log),
+            redis,
+            &Keys::new(NS).lease(self.name, SESSION),
+        )
     }
 
     /// Starts `panebus worker --role ROLE` as the command of a new window; its pane id.
     fn start_worker(&self, redis: &RedisServer, role: &str) -> String {
-        let mut args: Vec<String> = ["new-window", "-d", "-P", "-F", "#{pane_id}", "-t"]
-            .map(String::from)
-            .to_vec();
-        args.push(format!("={SESSION}:"));
-        for (k, v) in self.env(redis) {
-            args.push("-e".into());
-            args.push(format!("{k}={v}"));
-        }
-        args.extend(["--", bin(), "worker", "--role", role].map(String::from));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.tmux.run(&args).trim().to_string()
+        self.tmux.new_window(
+            &format!("={SESSION}:"),
+            &self.env(redis),
+            &[bin(), "worker", "--role", role],
+        )
     }
 
     fn pane(&self, pane: &str, format: &str) -> String {
-        self.tmux
-            .run(&["display-message", "-p", "-t", pane, format])
-            .trim()
-            .to_string()
+        self.tmux.display(pane, format)
     }
 
     fn pane_pid(&self, pane: &str) -> u32 {
@@ -158,9 +122,8 @@ impl Node {
         let id = self.id(pane);
         let keys = Keys::new(NS);
         wait_for(&format!("{id} managed"), WAIT, || {
-            let pid: Option<String> = redis.conn().hget(keys.info(&id), "pid").unwrap();
             self.pane(pane, "#{@panebus_worker}") == id
-                && pid.and_then(|p| p.parse().ok()) == Some(self.pane_pid(pane))
+                && registered_pid(&mut redis.conn(), &keys, &id) == Some(self.pane_pid(pane))
         });
     }
 
@@ -174,19 +137,9 @@ const WAIT: Duration = Duration::from_secs(40);
 
 /// Every event as (type, worker, details).
 fn events(redis: &RedisServer) -> Vec<(String, String, Value)> {
-    let reply: redis::streams::StreamRangeReply =
-        redis.conn().xrange_all(Keys::new(NS).events()).unwrap();
-    reply
-        .ids
-        .iter()
-        .map(|e| {
-            let text = |k: &str| e.get::<String>(k).unwrap_or_default();
-            (
-                text("type"),
-                text("worker"),
-                serde_json::from_str(&text("details")).unwrap_or(Value::Null),
-            )
-        })
+    stream_events(&mut redis.conn(), &Keys::new(NS))
+        .into_iter()
+        .map(|e| (e.kind, e.worker, e.details))
         .collect()
 }
 

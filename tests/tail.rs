@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use support::process::ChildGuard;
 use support::wait::wait_for;
-use support::TmuxServer;
+use support::{TmuxServer, NO_ENV};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -105,17 +105,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// A new window running `sh` (predictable output, unlike an interactive login shell);
 /// returns its pane id.
 fn sh_pane(tmux: &TmuxServer, session: &str) -> String {
-    let id = tmux.run(&[
-        "new-window",
-        "-d",
-        "-P",
-        "-F",
-        "#{pane_id}",
-        "-t",
-        session,
-        "sh",
-    ]);
-    id.trim().to_owned()
+    tmux.new_window(session, NO_ENV, &["sh"])
 }
 
 /// Types `line` and Enter into `pane`.

@@ -16,14 +16,16 @@ use std::time::{Duration, Instant};
 use panebus::bus::Keys;
 use panebus::config::Config;
 use redis::Commands;
-use serde_json::Value;
 
-// tests/chaos.rs signals the pane processes it kills through this module.
-#[allow(unused_imports)]
-pub use super::process::signal_pid;
+use super::coordinator::registered_pid;
+use super::events::stream_events;
 use super::process::ChildGuard;
 use super::wait::wait_for;
-use super::{RedisServer, TmuxServer};
+use super::{RedisServer, TmuxServer, NO_ENV};
+
+// tests/chaos.rs reaches these through this module (other binaries do not use them here).
+#[allow(unused_imports)]
+pub use super::{events::StreamEvent, process::signal_pid};
 
 pub const NS: &str = "chaos";
 pub const NODE: &str = "cnode";
@@ -32,16 +34,6 @@ pub const ROLE: &str = "chaos";
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_panebus")
-}
-
-/// One event of the bus's stream, as the fault tests read it.
-#[derive(Debug, Clone)]
-pub struct StreamEvent {
-    pub kind: String,
-    pub ts_ms: u64,
-    pub worker: String,
-    pub command_id: String,
-    pub details: Value,
 }
 
 /// Redis, tmux, the coordinator and the worker panes of one fault test.
@@ -237,18 +229,7 @@ impl Installation {
 
     /// Starts `argv` as the command of a new window (the session environment applies).
     pub fn start_pane(&self, argv: &[&str]) -> String {
-        let mut args = vec![
-            "new-window",
-            "-d",
-            "-P",
-            "-F",
-            "#{pane_id}",
-            "-t",
-            "=chaos:",
-            "--",
-        ];
-        args.extend_from_slice(argv);
-        self.tmux.run(&args).trim().to_string()
+        self.tmux.new_window(&format!("={SESSION}:"), NO_ENV, argv)
     }
 
     pub fn conn(&self) -> redis::Connection {
@@ -281,20 +262,12 @@ impl Installation {
     }
 
     pub fn pane_option(&self, pane: &str, format: &str) -> String {
-        self.tmux
-            .run(&["display-message", "-p", "-t", pane, format])
-            .trim()
-            .to_string()
+        self.tmux.display(pane, format)
     }
 
     /// The registered pid of the worker of `pane`, if registered.
     pub fn registered_pid(&self, pane: &str) -> Option<u32> {
-        let pid: Option<String> = self
-            .conn()
-            .hget(self.keys.info(&Self::worker_id(pane)), "pid")
-            .ok()
-            .flatten();
-        pid.and_then(|p| p.parse().ok())
+        registered_pid(&mut self.conn(), &self.keys, &Self::worker_id(pane))
     }
 
     /// Whether the coordinator manages `pane` and its live worker is registered.
@@ -329,22 +302,7 @@ impl Installation {
 
     /// Every event in the stream, oldest first.
     pub fn events(&self) -> Vec<StreamEvent> {
-        let reply: redis::streams::StreamRangeReply =
-            self.conn().xrange_all(self.keys.events()).unwrap();
-        reply
-            .ids
-            .iter()
-            .map(|e| {
-                let text = |k: &str| e.get::<String>(k).unwrap_or_default();
-                StreamEvent {
-                    kind: text("type"),
-                    ts_ms: text("ts_ms").parse().unwrap_or(0),
-                    worker: text("worker"),
-                    command_id: text("command_id"),
-                    details: serde_json::from_str(&text("details")).unwrap_or(Value::Null),
-                }
-            })
-            .collect()
+        stream_events(&mut self.conn(), &self.keys)
     }
 
     pub fn count(&self, kind: &str) -> usize {

@@ -154,6 +154,9 @@ impl Drop for RedisServer {
     }
 }
 
+/// No variables, for [`TmuxServer::new_window`].
+pub const NO_ENV: &[(&str, &str)] = &[];
+
 /// A tmux server on a private socket (`tmux -S <tempdir>/sock`), killed on drop.
 pub struct TmuxServer {
     pub dir: tempfile::TempDir,
@@ -200,6 +203,34 @@ impl TmuxServer {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// Runs `argv` in a new detached window of `target` (a session, e.g. `=work:`) with
+    /// `env` set in that window only; returns its pane id (`%N`).
+    pub fn new_window<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        target: &str,
+        env: &[(K, V)],
+        argv: &[&str],
+    ) -> String {
+        let mut args: Vec<String> = ["new-window", "-d", "-P", "-F", "#{pane_id}", "-t", target]
+            .map(String::from)
+            .to_vec();
+        for (k, v) in env {
+            args.push("-e".into());
+            args.push(format!("{}={}", k.as_ref(), v.as_ref()));
+        }
+        args.push("--".into());
+        args.extend(argv.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args).trim().to_string()
+    }
+
+    /// `#{FORMAT}` expanded for `pane` (`display-message -p`), trimmed.
+    pub fn display(&self, pane: &str, format: &str) -> String {
+        self.run(&["display-message", "-p", "-t", pane, format])
+            .trim()
+            .to_string()
+    }
 }
 
 impl Drop for TmuxServer {
@@ -221,3 +252,7 @@ pub mod wait;
 pub mod process;
 
 pub mod panebus;
+
+pub mod coordinator;
+
+pub mod events;
