@@ -13,6 +13,7 @@ use panebus::config::Config;
 use panebus::schema::{Command, CommandResult, DlqCommand, DlqReason, EventKind, WorkerState};
 use panebus::worker::{handler_fn, HandlerError, StopTokens, Worker, WorkerError, WorkerExit};
 use serde_json::{json, Value};
+use support::deployments::single_node_cluster;
 use support::process::{pid_alive, ChildGuard};
 use support::wait::wait_for_async;
 use support::{RedisServer, TmuxServer};
@@ -739,28 +740,9 @@ async fn a_worker_in_a_tmux_pane_registers_under_its_pane_id() {
     ));
 }
 
-/// A redis-server in cluster mode owning every slot: it refuses any command, script or
-/// MULTI whose keys are in more than one slot, as a real cluster does.
-async fn cluster_node() -> RedisServer {
-    let redis = RedisServer::start_with(&["--cluster-enabled", "yes"]);
-    let mut conn = redis.conn();
-    let _: () = redis::cmd("CLUSTER")
-        .arg("ADDSLOTSRANGE")
-        .arg(0)
-        .arg(panebus::bus::slots::SLOTS - 1)
-        .query(&mut conn)
-        .unwrap();
-    wait_for_async("the cluster node owns every slot", WAIT, || {
-        let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
-        async move { info.contains("cluster_state:ok") }
-    })
-    .await;
-    redis
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serves_success_failure_and_poison_on_a_cluster_node() {
-    let redis = cluster_node().await;
+    let redis = single_node_cluster();
     let config = config(&redis);
     let bus = Bus::connect(&config).await.unwrap();
     let (id, tokens, task) = spawn_worker(&config, "%1", "worker");

@@ -1,6 +1,6 @@
 //! Redis deployments for tests, on free loopback ports, killed on Drop: a TLS redis-server
 //! with a test CA made by the openssl CLI, a six-node Redis Cluster (three primaries, one
-//! replica each), and a primary + replica + sentinel. [`Panebus`] and [`ChildGuard`] are
+//! replica each), a single cluster-mode node owning every slot, and a primary + replica + sentinel. [`Panebus`] and [`ChildGuard`] are
 //! re-exported from their own modules for the tests that reach them through this one.
 
 use std::collections::HashSet;
@@ -311,6 +311,29 @@ impl TlsRedis {
 }
 
 // ---- Cluster ----
+
+/// A redis-server in cluster mode owning every slot: it refuses (CROSSSLOT) any command,
+/// script or MULTI whose keys are in more than one slot, as a real cluster does, with no
+/// other node to start.
+pub fn single_node_cluster() -> super::RedisServer {
+    let redis = super::RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let mut conn = redis.conn();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("ADDSLOTSRANGE")
+        .arg(0)
+        .arg(panebus::bus::slots::SLOTS - 1)
+        .query(&mut conn)
+        .unwrap();
+    super::wait::wait_for(
+        "the cluster node to own every slot",
+        Duration::from_secs(20),
+        || {
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
+            info.contains("cluster_state:ok")
+        },
+    );
+    redis
+}
 
 /// Six cluster-enabled redis-servers made into one cluster: three primaries with one
 /// replica each.
