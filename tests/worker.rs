@@ -101,10 +101,7 @@ async fn ping_custom_and_shutdown_round_trip_in_process() {
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
     // The result is stored just before the ack: wait for the ack too.
-    wait_for_async("the command is acked", WAIT, || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
+    wait_acked(&bus, &id).await;
 
     let rev = Command::new("reverse", json!({"text": "abc é"}), "test");
     let r = dispatch(&bus, &id, &rev).await;
@@ -129,10 +126,7 @@ async fn ping_custom_and_shutdown_round_trip_in_process() {
     assert_eq!(exit, WorkerExit::ShutdownCommand);
     assert!(!bus.is_registered(&id).await.unwrap());
     // The result is stored just before the ack: wait for the ack too.
-    wait_for_async("the command is acked", WAIT, || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
+    wait_acked(&bus, &id).await;
     let kinds: Vec<EventKind> = bus
         .recent_events(100)
         .await
@@ -193,10 +187,7 @@ async fn unknown_type_and_poison_go_to_the_dlq_and_the_worker_survives() {
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
     // The result is stored just before the ack: wait for the ack too.
-    wait_for_async("the command is acked", WAIT, || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
+    wait_acked(&bus, &id).await;
     tokens.stop.cancel();
     assert_eq!(task.await.unwrap().unwrap(), WorkerExit::Stopped);
     assert!(!bus.is_registered(&id).await.unwrap());
@@ -376,15 +367,25 @@ fn worker_process_with(
         .expect("start panebus worker")
 }
 
-async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+/// Sends `sig` to a worker process and waits up to 20 s for it to exit.
+async fn stop(child: &mut ChildGuard, sig: i32) -> std::process::ExitStatus {
+    child.signal(sig);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             return status;
         }
         assert!(Instant::now() < deadline, "worker did not exit");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Waits until `worker` has acked what it took (its processing list is empty).
+async fn wait_acked(bus: &Bus, worker: &str) {
+    wait_for_async("the command is acked", WAIT, || async {
+        bus.processing_len(worker).await.unwrap() == 0
+    })
+    .await;
 }
 
 async fn wait_file(path: &Path) -> String {
@@ -462,8 +463,7 @@ async fn external_handlers_pass_hostile_text_literally_and_report_failures() {
         .collect();
     assert_eq!(reasons, [DlqReason::Timeout, DlqReason::Failed]);
 
-    child.signal(libc::SIGTERM);
-    assert!(wait_exit(&mut child.0).await.success());
+    assert!(stop(&mut child, libc::SIGTERM).await.success());
     assert!(!bus.is_registered(&id).await.unwrap());
 }
 
@@ -496,8 +496,7 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     )
     .await;
 
-    first.signal(libc::SIGKILL);
-    wait_exit(&mut first.0).await;
+    stop(&mut first, libc::SIGKILL).await;
     // The handler program dies with its worker instead of running on unattended.
     wait_for_async("the handler program dies with its worker", WAIT, || async {
         // SAFETY: signal 0 only checks that the process exists.
@@ -525,12 +524,8 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     assert_eq!(r.result.unwrap()["attempt"], 2);
     assert!(bus.generation(&id).await.unwrap() > generation);
     // The result is stored just before the ack: wait for the ack too.
-    wait_for_async("the command is acked", WAIT, || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
-    second.signal(libc::SIGTERM);
-    assert!(wait_exit(&mut second.0).await.success());
+    wait_acked(&bus, &id).await;
+    assert!(stop(&mut second, libc::SIGTERM).await.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -555,8 +550,7 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
     let cmd = Command::new("short", json!({}), "test");
     bus.enqueue(&id, &cmd, false).await.unwrap();
     wait_file(&started).await;
-    child.signal(libc::SIGTERM);
-    assert!(wait_exit(&mut child.0).await.success());
+    assert!(stop(&mut child, libc::SIGTERM).await.success());
     let r = bus
         .result(&cmd.id)
         .await
@@ -582,13 +576,9 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
     .await;
     child.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    child.signal(libc::SIGINT);
-    assert!(wait_exit(&mut child.0).await.success());
+    assert!(stop(&mut child, libc::SIGINT).await.success());
     // The result is stored just before the ack: wait for the ack too.
-    wait_for_async("the command is acked", WAIT, || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
+    wait_acked(&bus, &id).await;
     assert_eq!(bus.queue_depth(&id).await.unwrap(), 1);
     let mut blocking = bus.blocking_connection().await.unwrap();
     // Register a consumer-less id check: the requeued element is the same command, attempt 1.
@@ -627,8 +617,7 @@ async fn one_stop_signal_with_redis_gone_ends_the_worker_within_a_heartbeat_ttl(
         .unwrap();
     wait_file(&pidfile).await;
     redis.kill();
-    child.signal(libc::SIGTERM);
-    wait_exit(&mut child.0).await;
+    stop(&mut child, libc::SIGTERM).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -657,8 +646,7 @@ async fn worker_survives_a_redis_restart_and_registers_again() {
     wait_registered(&bus, &id).await;
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
-    child.signal(libc::SIGTERM);
-    assert!(wait_exit(&mut child.0).await.success());
+    assert!(stop(&mut child, libc::SIGTERM).await.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -675,8 +663,7 @@ async fn worker_waits_for_redis_that_is_down_at_start() {
     let bus = Bus::connect(&config(&redis)).await.unwrap();
     let id = format!("{NODE}/%4");
     wait_registered(&bus, &id).await;
-    child.signal(libc::SIGTERM);
-    assert!(wait_exit(&mut child.0).await.success());
+    assert!(stop(&mut child, libc::SIGTERM).await.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -765,10 +752,7 @@ async fn a_worker_serves_success_failure_and_poison_on_a_cluster_node() {
     .await;
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
-    wait_for_async("the command is acked", WAIT, || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
+    wait_acked(&bus, &id).await;
     tokens.stop.cancel();
     assert_eq!(task.await.unwrap().unwrap(), WorkerExit::Stopped);
     assert!(!bus.is_registered(&id).await.unwrap());
