@@ -122,6 +122,37 @@ impl Rig {
         )
     }
 
+    /// Pushes `cmd` onto `worker`'s queue, as a dispatcher does.
+    fn enqueue(&self, worker: &str, cmd: &panebus::schema::Command) {
+        let _: () = self
+            .conn()
+            .lpush(self.keys.queue(worker), cmd.to_json())
+            .unwrap();
+    }
+
+    /// Waits (naming `what`) until the result of command `id` is stored; returns it.
+    fn wait_result(&self, what: &str, id: &str) -> Value {
+        wait_for(what, WAIT, || {
+            self.conn().exists::<_, bool>(self.keys.result(id)).unwrap()
+        });
+        let raw: String = self.conn().lindex(self.keys.result(id), 0).unwrap();
+        serde_json::from_str(&raw).unwrap()
+    }
+
+    /// How many commands `worker` has taken and not acked.
+    fn processing_len(&self, worker: &str) -> usize {
+        self.conn().llen(self.keys.processing(worker)).unwrap()
+    }
+
+    /// Writes `body` to an executable script `name` in the scratch directory.
+    fn script(&self, name: &str, body: &str) -> std::path::PathBuf {
+        let script = self.dir.path().join(name);
+        std::fs::write(&script, body).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        script
+    }
+
     fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
@@ -437,13 +468,10 @@ fn process_state(pid: u32) -> Option<char> {
 
 /// A handler script that answers `{"done": true}`.
 fn quick_handler(rig: &Rig) -> String {
-    let script = rig.dir.path().join("quick.sh");
-    std::fs::write(
-        &script,
+    let script = rig.script(
+        "quick.sh",
         "#!/bin/sh\ncat >/dev/null\necho '{\"done\": true}'\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     format!("quick={}", script.display())
 }
 
@@ -479,10 +507,7 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
         "tmux did not resume the stopped worker"
     );
     let cmd = panebus::schema::Command::new("quick", serde_json::json!({}), "test");
-    let _: () = rig
-        .conn()
-        .lpush(rig.keys.queue(&wid), cmd.to_json())
-        .unwrap();
+    rig.enqueue(&wid, &cmd);
 
     wait_for("respawned after heartbeat expiry", WAIT, || {
         rig.count("pane_respawned", &wid) == 1
@@ -500,19 +525,9 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
     rig.wait_managed(&pane);
     assert_ne!(rig.pane_pid(&pane), shell);
 
-    wait_for("command completed by the new incarnation", WAIT, || {
-        rig.conn()
-            .exists::<_, bool>(rig.keys.result(&cmd.id))
-            .unwrap()
-    });
-    let raw: String = rig.conn().lindex(rig.keys.result(&cmd.id), 0).unwrap();
-    let result: Value = serde_json::from_str(&raw).unwrap();
+    let result = rig.wait_result("command completed by the new incarnation", &cmd.id);
     assert_eq!(result["ok"], true, "{result}");
-    let completed = rig
-        .events()
-        .iter()
-        .filter(|(k, _, _)| k == "command_completed")
-        .count();
+    let completed = rig.count("command_completed", "");
     assert_eq!(completed, 1, "completed exactly once");
     // Killing a hung worker is the coordinator's own act, reported by `pane_respawned`
     // (with its reason), not as an exit.
@@ -523,13 +538,10 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
 #[test]
 fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation() {
     let rig = Rig::new();
-    let script = rig.dir.path().join("slow.sh");
-    std::fs::write(
-        &script,
+    let script = rig.script(
+        "slow.sh",
         "#!/bin/sh\ncat >/dev/null\nsleep 2\necho '{\"done\": true}'\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let _coord = rig.coordinator(&[], "coord.log");
     let handler = format!("slow={}", script.display());
     let pane = rig.start_worker(&["--handler", &handler]);
@@ -537,32 +549,14 @@ fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation()
     rig.wait_managed(&pane);
 
     let cmd = panebus::schema::Command::new("slow", serde_json::json!({}), "test");
-    let _: () = rig
-        .conn()
-        .lpush(rig.keys.queue(&wid), cmd.to_json())
-        .unwrap();
-    wait_for("command taken", WAIT, || {
-        rig.conn()
-            .llen::<_, usize>(rig.keys.processing(&wid))
-            .unwrap()
-            == 1
-    });
+    rig.enqueue(&wid, &cmd);
+    wait_for("command taken", WAIT, || rig.processing_len(&wid) == 1);
     signal_pid(rig.pane_pid(&pane), libc::SIGKILL);
 
-    wait_for("result stored", WAIT, || {
-        rig.conn()
-            .exists::<_, bool>(rig.keys.result(&cmd.id))
-            .unwrap()
-    });
-    let raw: String = rig.conn().lindex(rig.keys.result(&cmd.id), 0).unwrap();
-    let result: Value = serde_json::from_str(&raw).unwrap();
+    let result = rig.wait_result("result stored", &cmd.id);
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(result["attempt"], 2, "{result}");
-    let completed = rig
-        .events()
-        .iter()
-        .filter(|(k, _, _)| k == "command_completed")
-        .count();
+    let completed = rig.count("command_completed", "");
     assert_eq!(completed, 1);
     let requeued: usize = rig
         .events()
@@ -573,12 +567,7 @@ fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation()
     // The coordinator requeues before it respawns, so it is the one that requeues.
     assert_eq!(requeued, 1, "requeued exactly once");
     // The ack follows the stored result (same pipeline, not atomic).
-    wait_for("acked", WAIT, || {
-        rig.conn()
-            .llen::<_, usize>(rig.keys.processing(&wid))
-            .unwrap()
-            == 0
-    });
+    wait_for("acked", WAIT, || rig.processing_len(&wid) == 0);
 }
 
 fn lease_holder_pid(rig: &Rig) -> Option<u32> {
@@ -890,10 +879,7 @@ fn a_worker_stopped_on_purpose_stays_down_until_restarted() {
     let wid = Rig::worker_id(&pane);
     rig.wait_managed(&pane);
     let shutdown = panebus::schema::Command::new("shutdown", serde_json::json!({}), "test");
-    let _: () = rig
-        .conn()
-        .lpush(rig.keys.queue(&wid), shutdown.to_json())
-        .unwrap();
+    rig.enqueue(&wid, &shutdown);
     wait_for("pane dead with status 0", WAIT, || {
         rig.pane(&pane, "#{pane_dead} #{pane_dead_status}") == "1 0"
     });
