@@ -420,19 +420,22 @@ fn a_full_disk_under_the_managed_redis_is_reported_with_its_cause() {
             .stdin(Stdio::null());
         cmd
     };
-    let out = panebus(&[
-        "up",
-        "--no-attach",
-        "--managed-redis",
-        "--workers",
-        "1",
-        "-S",
-        &socket,
-        "--session",
-        "full",
-    ])
-    .output()
-    .unwrap();
+    // `up` with a managed Redis and one worker, as session `session`.
+    let up = |session: &str| {
+        panebus(&[
+            "up",
+            "--no-attach",
+            "--managed-redis",
+            "--workers",
+            "1",
+            "-S",
+            &socket,
+            "--session",
+            session,
+        ])
+        .output()
+    };
+    let out = up("full").unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let url = text(&out.stdout)
         .lines()
@@ -481,19 +484,7 @@ fn a_full_disk_under_the_managed_redis_is_reported_with_its_cause() {
     assert!(stderr.contains("free disk space"), "{stderr}");
 
     // A second `up` reuses the managed Redis, and says why it cannot go on.
-    let out = panebus(&[
-        "up",
-        "--no-attach",
-        "--managed-redis",
-        "--workers",
-        "1",
-        "-S",
-        &socket,
-        "--session",
-        "full2",
-    ])
-    .output()
-    .unwrap();
+    let out = up("full2").unwrap();
     let stderr = text(&out.stderr);
     println!("up on a full disk: exit {}: {stderr}", code(&out));
     assert!(!out.status.success());

@@ -903,27 +903,33 @@ command = ["sh", "-c", "printf '%s|%s|%s' \"$0\" \"$V\" \"$(pwd)\" > {marker}; e
     let file = home.path().join("panebus.toml");
     std::fs::write(&file, layout).unwrap();
     let socket = tmux.socket.to_str().unwrap().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_panebus"))
-        .args([
-            "up",
-            "--no-attach",
-            "-S",
-            &socket,
-            "-f",
-            file.to_str().unwrap(),
-        ])
-        .env_remove("TMUX")
-        .env_remove("TMUX_PANE")
-        .env("PANEBUS_REDIS_URL", redis.url())
-        .env("PANEBUS_NAMESPACE", NS)
-        .env("PANEBUS_NODE", NODE)
-        .env("XDG_RUNTIME_DIR", home.path().join("run"))
-        .env("XDG_STATE_HOME", home.path().join("state"))
-        .env("HOME", home.path())
-        .current_dir(home.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    // `panebus ARGS` on the private bus, with a home of its own.
+    let panebus_at_home = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_panebus"));
+        command
+            .args(args)
+            .env_remove("TMUX")
+            .env("PANEBUS_REDIS_URL", redis.url())
+            .env("PANEBUS_NAMESPACE", NS)
+            .env("PANEBUS_NODE", NODE)
+            .env("XDG_RUNTIME_DIR", home.path().join("run"))
+            .env("XDG_STATE_HOME", home.path().join("state"))
+            .env("HOME", home.path());
+        command
+    };
+    let out = panebus_at_home(&[
+        "up",
+        "--no-attach",
+        "-S",
+        &socket,
+        "-f",
+        file.to_str().unwrap(),
+    ])
+    .env_remove("TMUX_PANE")
+    .current_dir(home.path())
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
     assert_eq!(code(&out), 0, "up: {}", text(&out.stderr));
     wait_for("the probe pane wrote its marker", WAIT, || marker.exists());
     wait_for("the marker is complete", WAIT, || {
@@ -943,15 +949,7 @@ command = ["sh", "-c", "printf '%s|%s|%s' \"$0\" \"$V\" \"$(pwd)\" > {marker}; e
             .collect::<BTreeSet<_>>(),
         BTreeSet::from(["plain", "semi"])
     );
-    let down = Command::new(env!("CARGO_BIN_EXE_panebus"))
-        .args(["down", "semi", "-S", &socket])
-        .env_remove("TMUX")
-        .env("PANEBUS_REDIS_URL", redis.url())
-        .env("PANEBUS_NAMESPACE", NS)
-        .env("PANEBUS_NODE", NODE)
-        .env("XDG_RUNTIME_DIR", home.path().join("run"))
-        .env("XDG_STATE_HOME", home.path().join("state"))
-        .env("HOME", home.path())
+    let down = panebus_at_home(&["down", "semi", "-S", &socket])
         .output()
         .unwrap();
     assert_eq!(code(&down), 0, "down: {}", text(&down.stderr));

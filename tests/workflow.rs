@@ -373,19 +373,25 @@ async fn bad_working_dir_and_empty_bus_are_clear_errors() {
     assert!(progress.contains("[1/4] review: FAILED"), "{progress}");
 }
 
-fn panebus(redis: &RedisServer, args: &[&str]) -> std::process::Output {
-    Process::new(env!("CARGO_BIN_EXE_panebus"))
+/// `panebus ARGS` on `redis` (namespace `wf`) with `agent_script` as the agent, outside
+/// tmux.
+fn panebus_command(redis: &RedisServer, agent_script: &str, args: &[&str]) -> Process {
+    let mut command = Process::new(env!("CARGO_BIN_EXE_panebus"));
+    command
         .args(args)
         .env("PANEBUS_REDIS_URL", redis.url())
         .env("PANEBUS_NAMESPACE", "wf")
         .env("PANEBUS_NODE", NODE)
-        .env("PANEBUS_AGENT_CMD", agent("answer.sh").join(" "))
+        .env("PANEBUS_AGENT_CMD", agent(agent_script).join(" "))
         .env("PANEBUS_HEARTBEAT_INTERVAL", "1")
         .env("PANEBUS_HEARTBEAT_TTL", "5")
         .env_remove("TMUX")
-        .env_remove("TMUX_PANE")
-        .output()
-        .unwrap()
+        .env_remove("TMUX_PANE");
+    command
+}
+
+fn panebus(redis: &RedisServer, args: &[&str]) -> std::process::Output {
+    panebus_command(redis, "answer.sh", args).output().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,18 +565,10 @@ fn spawn_planner(
     delay: &str,
     pidfile: &std::path::Path,
 ) -> std::process::Child {
-    Process::new(env!("CARGO_BIN_EXE_panebus"))
-        .args(["worker", "--role", "planner"])
-        .env("PANEBUS_REDIS_URL", redis.url())
-        .env("PANEBUS_NAMESPACE", "wf")
-        .env("PANEBUS_NODE", NODE)
-        .env("PANEBUS_AGENT_CMD", agent("slow.sh").join(" "))
-        .env("PANEBUS_HEARTBEAT_INTERVAL", "1")
-        .env("PANEBUS_HEARTBEAT_TTL", "5")
+    panebus_command(redis, "slow.sh", &["worker", "--role", "planner"])
         .env("FAKE_AGENT_DELAY", delay)
         .env("FAKE_AGENT_PIDFILE", pidfile)
         .env("TMUX_PANE", "%1")
-        .env_remove("TMUX")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
