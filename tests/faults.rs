@@ -40,6 +40,17 @@ fn leads(inst: &Installation) -> bool {
         .unwrap_or(false)
 }
 
+/// Dispatches a ping to every worker pane and asserts each answers within 20 s.
+fn every_worker_answers(inst: &Installation) {
+    for pane in &inst.panes {
+        let out = inst
+            .panebus(&["dispatch", pane, "ping", "--wait", "--wait-timeout", "20"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    }
+}
+
 fn pane_pids(inst: &Installation) -> Vec<u32> {
     inst.panes
         .iter()
@@ -108,13 +119,7 @@ fn redis_down_for_30_seconds_is_ridden_out_and_the_cli_fails_fast() {
     }
     // Give a coordinator that would take the silence for hung workers time to act.
     std::thread::sleep(Duration::from_secs(5));
-    for pane in &inst.panes {
-        let out = inst
-            .panebus(&["dispatch", pane, "ping", "--wait", "--wait-timeout", "20"])
-            .output()
-            .unwrap();
-        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    }
+    every_worker_answers(&inst);
     assert_eq!(pane_pids(&inst), pids, "no worker was killed or respawned");
     assert_eq!(
         inst.count("pane_respawned"),
@@ -307,13 +312,7 @@ fn a_redis_restart_without_persistence_loses_the_queues_and_workers_register_aga
             "a command queued before the restart ran"
         );
     }
-    for pane in &inst.panes {
-        let out = inst
-            .panebus(&["dispatch", pane, "ping", "--wait", "--wait-timeout", "20"])
-            .output()
-            .unwrap();
-        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    }
+    every_worker_answers(&inst);
     assert_eq!(pane_pids(&inst), pids, "no worker was killed or respawned");
 }
 

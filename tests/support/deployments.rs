@@ -175,40 +175,27 @@ impl TestCerts {
             args.extend_from_slice(&["-keyout", &key, "-out", &pem, "-subj", &subj]);
             openssl(d, &args);
         }
-        let mut args = vec!["req", "-nodes"];
-        args.extend_from_slice(&ec);
-        args.extend_from_slice(&[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
+        // A key and certificate request for `name`, signed by the CA with `extensions`.
+        let issue = |name: &str, subject: &str, extensions: &str| {
+            let mut args = vec!["req", "-nodes"];
+            args.extend_from_slice(&ec);
+            let key = format!("{name}.key");
+            let csr = format!("{name}.csr");
+            args.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", subject]);
+            openssl(d, &args);
+            std::fs::write(d.join(format!("{name}.ext")), extensions).unwrap();
+            sign(d, name);
+        };
+        issue(
+            "server",
             "/CN=127.0.0.1",
-        ]);
-        openssl(d, &args);
-        std::fs::write(
-            d.join("server.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-        )
-        .unwrap();
-        sign(d, "server");
-        let mut args = vec!["req", "-nodes"];
-        args.extend_from_slice(&ec);
-        args.extend_from_slice(&[
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
+        );
+        issue(
+            "client",
             "/CN=panebus test client",
-        ]);
-        openssl(d, &args);
-        std::fs::write(
-            d.join("client.ext"),
             "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-        )
-        .unwrap();
-        sign(d, "client");
+        );
         TestCerts { dir }
     }
 
