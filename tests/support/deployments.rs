@@ -1,7 +1,8 @@
 //! Redis deployments for tests, on free loopback ports, killed on Drop: a TLS redis-server
 //! with a test CA made by the openssl CLI, a six-node Redis Cluster (three primaries, one
-//! replica each), a single cluster-mode node owning every slot, and a primary + replica + sentinel. [`Panebus`] and [`ChildGuard`] are
-//! re-exported from their own modules for the tests that reach them through this one.
+//! replica each), a single cluster-mode node owning every slot, and a primary + replica +
+//! sentinel. [`Panebus`] and [`ChildGuard`] are re-exported from their own modules for the
+//! tests that reach them through this one.
 
 use std::collections::HashSet;
 use std::net::TcpListener;

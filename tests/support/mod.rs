@@ -1,7 +1,16 @@
 //! Private test servers: a redis-server on a free loopback port and a tmux server on a
 //! private socket, each killed by its guard's `Drop` (also on panic). Tests never touch
-//! the user's default tmux server or a Redis on 6379.
+//! the user's default tmux server or a Redis on 6379. The rest of the harness lives in one
+//! submodule per concept; each test binary uses only part of it, hence `dead_code` allowed.
 #![allow(dead_code)]
+
+pub mod chaos;
+pub mod coordinator;
+pub mod deployments;
+pub mod events;
+pub mod panebus;
+pub mod process;
+pub mod wait;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -243,16 +252,3 @@ impl Drop for TmuxServer {
             .status();
     }
 }
-pub mod deployments;
-
-pub mod chaos;
-
-pub mod wait;
-
-pub mod process;
-
-pub mod panebus;
-
-pub mod coordinator;
-
-pub mod events;
