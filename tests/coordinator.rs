@@ -153,6 +153,20 @@ impl Rig {
         script
     }
 
+    /// Waits until `worker` is respawned once, for a missed heartbeat; the details of its
+    /// `pane_respawned` event.
+    fn respawned_as_hung(&self, worker: &str) -> Value {
+        wait_for("respawned after heartbeat expiry", WAIT, || {
+            self.count("pane_respawned", worker) == 1
+        });
+        assert_eq!(self.count("heartbeat_missed", worker), 1);
+        self.events()
+            .into_iter()
+            .find(|(k, w, _)| k == "pane_respawned" && w == worker)
+            .map(|(_, _, details)| details)
+            .unwrap()
+    }
+
     fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
@@ -441,15 +455,7 @@ fn a_hung_worker_is_found_by_its_heartbeat_and_respawned() {
     let old_pid = rig.pane_pid(&pane);
     proxy.frozen.store(true, Ordering::SeqCst);
 
-    wait_for("respawned after heartbeat expiry", WAIT, || {
-        rig.count("pane_respawned", &wid) == 1
-    });
-    assert_eq!(rig.count("heartbeat_missed", &wid), 1);
-    let (_, _, details) = rig
-        .events()
-        .into_iter()
-        .find(|(k, _, _)| k == "pane_respawned")
-        .unwrap();
+    let details = rig.respawned_as_hung(&wid);
     assert_eq!(details["reason"], "heartbeat expired (hung)");
     assert_eq!(details["old_pid"], old_pid);
     wait_for("old process gone", WAIT, || !pid_alive(old_pid));
@@ -509,15 +515,7 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
     let cmd = panebus::schema::Command::new("quick", serde_json::json!({}), "test");
     rig.enqueue(&wid, &cmd);
 
-    wait_for("respawned after heartbeat expiry", WAIT, || {
-        rig.count("pane_respawned", &wid) == 1
-    });
-    assert_eq!(rig.count("heartbeat_missed", &wid), 1);
-    let (_, _, details) = rig
-        .events()
-        .into_iter()
-        .find(|(k, w, _)| k == "pane_respawned" && *w == wid)
-        .unwrap();
+    let details = rig.respawned_as_hung(&wid);
     assert_eq!(details["reason"], "heartbeat expired (hung)");
     assert_eq!(details["old_pid"], shell);
     wait_for("stopped worker killed", WAIT, || !pid_alive(worker));

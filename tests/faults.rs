@@ -40,6 +40,18 @@ fn leads(inst: &Installation) -> bool {
         .unwrap_or(false)
 }
 
+/// Waits up to 30 s until the coordinator leads again, then until it manages every pane.
+fn wait_leads_and_manages(inst: &Installation) {
+    wait_for(
+        "the coordinator leads again",
+        Duration::from_secs(30),
+        || leads(inst),
+    );
+    for pane in &inst.panes {
+        inst.wait_managed(pane);
+    }
+}
+
 /// Dispatches a ping to every worker pane and asserts each answers within 20 s.
 fn every_worker_answers(inst: &Installation) {
     for pane in &inst.panes {
@@ -109,14 +121,7 @@ fn redis_down_for_30_seconds_is_ridden_out_and_the_cli_fails_fast() {
     }
 
     inst.redis.restart();
-    wait_for(
-        "the coordinator leads again",
-        Duration::from_secs(30),
-        || leads(&inst),
-    );
-    for pane in inst.panes.clone() {
-        inst.wait_managed(&pane);
-    }
+    wait_leads_and_manages(&inst);
     // Give a coordinator that would take the silence for hung workers time to act.
     std::thread::sleep(Duration::from_secs(5));
     every_worker_answers(&inst);
@@ -287,14 +292,7 @@ fn a_redis_restart_without_persistence_loses_the_queues_and_workers_register_aga
         0
     );
 
-    wait_for(
-        "the coordinator leads again",
-        Duration::from_secs(30),
-        || leads(&inst),
-    );
-    for pane in inst.panes.clone() {
-        inst.wait_managed(&pane);
-    }
+    wait_leads_and_manages(&inst);
     // The command that was running finishes and stores its result on the new Redis.
     wait_for(
         "the running command's result",

@@ -74,17 +74,7 @@ pub fn wait_for(what: &str, secs: u64, done: impl FnMut() -> bool) {
 }
 
 fn spawn_server(dir: &Path, args: &[String]) -> ChildGuard {
-    ChildGuard(
-        Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server (apt-get install redis-server)"),
-    )
+    ChildGuard(super::spawn_redis_server(dir, args))
 }
 
 /// Starts one server on `N` freshly probed free ports (`spawn` gets them), and again on

@@ -143,13 +143,19 @@ impl RedisServer {
 }
 
 fn spawn_redis(dir: &Path, port: u16, extra_args: &[String]) -> Child {
+    let mut args = vec!["--port".to_string(), port.to_string()];
+    args.extend_from_slice(extra_args);
+    spawn_redis_server(dir, &args)
+}
+
+/// `redis-server ARGS` on 127.0.0.1 with its files in `dir` and no persistence unless
+/// `args` turn it on; its output discarded.
+pub fn spawn_redis_server(dir: &Path, args: &[String]) -> Child {
     Command::new("redis-server")
-        .arg("--port")
-        .arg(port.to_string())
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir)
-        .args(extra_args)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
