@@ -76,6 +76,13 @@ impl Tail {
         });
     }
 
+    /// Waits for tail to exit with `code`, saying `message` on stderr.
+    fn assert_exit(&mut self, code: i32, message: &str) {
+        let status = self.wait_exit();
+        assert_eq!(status.code(), Some(code), "stderr: {}", self.stderr());
+        assert!(self.stderr().contains(message), "{}", self.stderr());
+    }
+
     fn wait_exit(&mut self) -> ExitStatus {
         self.child
             .wait_exit(TIMEOUT)
@@ -153,9 +160,7 @@ fn tail_prints_the_panes_bytes_exactly_and_nothing_from_other_panes() {
 fn an_unknown_pane_is_exit_4_with_a_clear_message() {
     let tmux = TmuxServer::start("tailed");
     let mut tail = Tail::start(&tmux, "%4242");
-    let status = tail.wait_exit();
-    assert_eq!(status.code(), Some(4), "stderr: {}", tail.stderr());
-    assert!(tail.stderr().contains("no pane %4242"), "{}", tail.stderr());
+    tail.assert_exit(4, "no pane %4242");
     assert!(tail.stdout().is_empty());
 }
 
@@ -169,33 +174,17 @@ fn an_explicit_session_is_followed_and_a_missing_one_is_exit_4() {
     tail.wait_output(b"VIA_SESSION");
 
     let mut unknown = Tail::start_with(&tmux, "%4242", &["--session", "tailed"]);
-    let status = unknown.wait_exit();
-    assert_eq!(status.code(), Some(4), "stderr: {}", unknown.stderr());
-    assert!(
-        unknown.stderr().contains("no pane %4242"),
-        "{}",
-        unknown.stderr()
-    );
+    unknown.assert_exit(4, "no pane %4242");
 
     let mut missing = Tail::start_with(&tmux, &pane, &["--session", "nosuch"]);
-    let status = missing.wait_exit();
-    assert_eq!(status.code(), Some(4), "stderr: {}", missing.stderr());
-    assert!(
-        missing
-            .stderr()
-            .contains("cannot attach to session \"nosuch\""),
-        "{}",
-        missing.stderr()
-    );
+    missing.assert_exit(4, "cannot attach to session \"nosuch\"");
 }
 
 #[test]
 fn a_malformed_pane_is_a_usage_error() {
     let tmux = TmuxServer::start("tailed");
     let mut tail = Tail::start(&tmux, "%3;kill-server");
-    let status = tail.wait_exit();
-    assert_eq!(status.code(), Some(2), "stderr: {}", tail.stderr());
-    assert!(tail.stderr().contains("is not a pane"), "{}", tail.stderr());
+    tail.assert_exit(2, "is not a pane");
     tmux.run(&["has-session", "-t", "tailed"]);
 }
 
@@ -206,13 +195,7 @@ fn killing_the_pane_ends_tail_with_a_note() {
     let mut tail = Tail::start(&tmux, &pane);
     tail.wait_attached(&tmux);
     tmux.run(&["kill-pane", "-t", &pane]);
-    let status = tail.wait_exit();
-    assert_eq!(status.code(), Some(0), "stderr: {}", tail.stderr());
-    assert!(
-        tail.stderr().contains(&format!("pane {pane} closed")),
-        "{}",
-        tail.stderr()
-    );
+    tail.assert_exit(0, &format!("pane {pane} closed"));
 }
 
 #[test]
@@ -223,13 +206,7 @@ fn killing_the_session_ends_tail_with_an_error() {
     let mut tail = Tail::start(&tmux, pane.trim());
     tail.wait_attached(&tmux);
     tmux.run(&["kill-session", "-t", "doomed"]);
-    let status = tail.wait_exit();
-    assert_eq!(status.code(), Some(1), "stderr: {}", tail.stderr());
-    assert!(
-        tail.stderr().contains("session \"doomed\" ended"),
-        "{}",
-        tail.stderr()
-    );
+    tail.assert_exit(1, "session \"doomed\" ended");
 }
 
 #[test]
@@ -240,13 +217,7 @@ fn a_pane_whose_process_exits_under_remain_on_exit_ends_tail() {
     let mut tail = Tail::start(&tmux, &pane);
     tail.wait_attached(&tmux);
     type_line(&tmux, &pane, "exit");
-    let status = tail.wait_exit();
-    assert_eq!(status.code(), Some(0), "stderr: {}", tail.stderr());
-    assert!(
-        tail.stderr().contains(&format!("pane {pane} closed")),
-        "{}",
-        tail.stderr()
-    );
+    tail.assert_exit(0, &format!("pane {pane} closed"));
     assert_eq!(
         tmux.run(&["display-message", "-p", "-t", &pane, "#{pane_dead}"])
             .trim(),
