@@ -76,11 +76,14 @@ impl Tail {
         });
     }
 
-    /// Waits for tail to exit with `code`, saying `message` on stderr.
+    /// Waits for tail to exit with `code`, saying `message` on stderr. Its stderr is read
+    /// by a thread of its own, which may still be draining the pipe when tail has exited.
     fn assert_exit(&mut self, code: i32, message: &str) {
         let status = self.wait_exit();
         assert_eq!(status.code(), Some(code), "stderr: {}", self.stderr());
-        assert!(self.stderr().contains(message), "{}", self.stderr());
+        wait_for(&format!("{message:?} on tail's stderr"), TIMEOUT, || {
+            self.stderr().contains(message)
+        });
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
