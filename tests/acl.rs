@@ -7,13 +7,17 @@
 mod support;
 
 use std::io::Write;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
-use support::deployments::{ChildGuard, Panebus, RedisCluster};
+use support::coordinator::{attach_args, registered_pid, start_coordinator};
+use support::deployments::RedisCluster;
+use support::panebus::Panebus;
+use support::process::{signal_pid, ChildGuard};
+use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
 const NS: &str = "acl";
@@ -31,13 +35,11 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(40);
+
+/// How long a stopped process may take to exit.
+const EXIT: Duration = Duration::from_secs(30);
 
 /// A redis-server with the three users of `panebus acl`, and everything the processes
 /// printed, kept to be searched for passwords at the end.
@@ -174,7 +176,7 @@ impl Rig {
     }
 
     /// A standalone `panebus worker` for pane `%7`, as the `acl-w7` user.
-    fn start_worker(&self, log: &str, url_as_flag: bool) -> Child {
+    fn start_worker(&self, log: &str, url_as_flag: bool) -> ChildGuard {
         let mut cmd = Command::new(bin());
         if url_as_flag {
             cmd.args(["--redis-url", &self.worker_url()]);
@@ -200,6 +202,7 @@ impl Rig {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.path().join(log)).unwrap())
             .spawn()
+            .map(ChildGuard)
             .expect("start panebus worker")
     }
 
@@ -282,21 +285,6 @@ fn denied(conn: &mut redis::Connection, cmd: &mut redis::Cmd, what: &str) {
 
 fn user_conn(url: &str) -> redis::Connection {
     redis::Client::open(url).unwrap().get_connection().unwrap()
-}
-
-fn stop(child: &mut Child) -> std::process::ExitStatus {
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "process did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -388,7 +376,7 @@ fn worker_and_dispatcher_users_do_their_jobs_and_nothing_else() {
     let rig = Rig::new();
     let wid = format!("{NODE}/%7");
     let mut worker = rig.start_worker("worker1.log", false);
-    wait_for("worker registered", || rig.registered(&wid));
+    wait_for("worker registered", WAIT, || rig.registered(&wid));
 
     // Dispatch and wait, as the dispatcher.
     let out = rig.ok(&["dispatch", "%7", "ping", "--wait", "--json"]);
@@ -404,7 +392,7 @@ fn worker_and_dispatcher_users_do_their_jobs_and_nothing_else() {
     let entry = entries[0]["id"].as_str().unwrap().to_string();
     rig.ok(&["dlq", "show", &entry]);
     rig.ok(&["dlq", "retry", &entry]);
-    wait_for("the retried command failed again", || {
+    wait_for("the retried command failed again", WAIT, || {
         rig.admin().llen::<_, usize>(rig.keys.dlq()).unwrap() == 1
             && rig.admin().llen::<_, usize>(rig.keys.queue(&wid)).unwrap() == 0
     });
@@ -414,14 +402,14 @@ fn worker_and_dispatcher_users_do_their_jobs_and_nothing_else() {
     // A command in flight when the worker is killed is recovered by its next start, which
     // gets its URL (and password) by --redis-url this time.
     let id = rig.ok(&["dispatch", "%7", "slow"]).trim().to_string();
-    wait_for("slow command taken", || {
+    wait_for("slow command taken", WAIT, || {
         rig.admin()
             .llen::<_, usize>(rig.keys.processing(&wid))
             .unwrap()
             == 1
     });
-    worker.kill().unwrap();
-    worker.wait().unwrap();
+    worker.0.kill().unwrap();
+    worker.0.wait().unwrap();
     let mut worker = rig.start_worker("worker2.log", true);
     let out = rig.ok(&["result", &id, "--wait", "30", "--json"]);
     let result: Value = serde_json::from_str(&out).unwrap();
@@ -639,7 +627,7 @@ fn worker_and_dispatcher_users_do_their_jobs_and_nothing_else() {
     assert!(rig.registered(&wid), "nothing was flushed");
 
     // A stop signal: CLIENT UNBLOCK of its own BLMOVE, deregistration, exit 0.
-    assert!(stop(&mut worker).success());
+    assert!(worker.stop(EXIT).success());
     assert!(!rig.registered(&wid));
 
     // A wrong password: exit 3, the URL shown with the password hidden.
@@ -660,87 +648,45 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
     let rig = Rig::new();
     let tmux = TmuxServer::start("work");
     let socket = tmux.socket.to_str().unwrap().to_string();
-    let log = std::fs::File::create(rig.dir.path().join("coordinator.log")).unwrap();
-    let mut coordinator = Command::new(bin())
-        .args([
-            "attach",
-            "work",
-            "-S",
-            &socket,
-            "--check-interval",
-            "200ms",
-            "--lease-ttl",
-            "2s",
-            "--backoff-base",
-            "200ms",
-            "--heartbeat-grace",
-            "3s",
-        ])
+    let mut attach = Command::new(bin());
+    attach
+        .args(attach_args("work", &socket))
         .env_remove("TMUX")
         .env_remove("TMUX_PANE")
         .envs(Rig::env(&rig.coordinator_url(), "json"))
         // Respawned workers must get the worker user's URL, not the coordinator's.
-        .env("PANEBUS_WORKER_REDIS_URL", rig.node_worker_url())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    wait_for("the coordinator holds the lease", || {
-        rig.admin()
-            .exists::<_, bool>(rig.keys.lease(NODE, "work"))
-            .unwrap()
-    });
+        .env("PANEBUS_WORKER_REDIS_URL", rig.node_worker_url());
+    let mut coordinator = start_coordinator(
+        attach,
+        &rig.dir.path().join("coordinator.log"),
+        &rig.redis,
+        &rig.keys.lease(NODE, "work"),
+    );
 
     // A worker pane with the node-wide worker user's URL in its own environment.
-    let mut args: Vec<String> = ["new-window", "-d", "-P", "-F", "#{pane_id}", "-t", "=work:"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    for (k, v) in Rig::env(&rig.node_worker_url(), "text") {
-        args.push("-e".into());
-        args.push(format!("{k}={v}"));
-    }
     let handler = "slow=sh -c 'cat >/dev/null; sleep 2; echo 1'";
-    args.extend(
-        [bin(), "worker", "--role", "r", "--handler", handler]
-            .iter()
-            .map(|s| s.to_string()),
+    let pane = tmux.new_window(
+        "=work:",
+        &Rig::env(&rig.node_worker_url(), "text"),
+        &[bin(), "worker", "--role", "r", "--handler", handler],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let pane = tmux.run(&args).trim().to_string();
     let wid = format!("{NODE}/{pane}");
-    let pane_pid = || -> u32 {
-        tmux.run(&["display-message", "-p", "-t", &pane, "#{pane_pid}"])
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let registered_pid = || -> Option<u32> {
-        rig.admin()
-            .hget::<_, _, Option<String>>(rig.keys.info(&wid), "pid")
-            .unwrap()
-            .and_then(|p| p.parse().ok())
-    };
-    wait_for("the coordinator manages the pane", || {
-        tmux.run(&["display-message", "-p", "-t", &pane, "#{@panebus_worker}"])
-            .trim()
-            == wid
-            && registered_pid() == Some(pane_pid())
+    let pane_pid = || -> u32 { tmux.display(&pane, "#{pane_pid}").parse().unwrap() };
+    let registered = || registered_pid(&mut rig.admin(), &rig.keys, &wid);
+    wait_for("the coordinator manages the pane", WAIT, || {
+        tmux.display(&pane, "#{@panebus_worker}") == wid && registered() == Some(pane_pid())
     });
 
     // Kill -9 with a command in flight: requeue (coordinator), respawn, run again.
     let id = rig.ok(&["dispatch", &pane, "slow"]).trim().to_string();
-    wait_for("slow command taken", || {
+    wait_for("slow command taken", WAIT, || {
         rig.admin()
             .llen::<_, usize>(rig.keys.processing(&wid))
             .unwrap()
             == 1
     });
     let old_pid = pane_pid();
-    // SAFETY: the pane's process, started by this test.
-    unsafe {
-        libc::kill(old_pid as libc::pid_t, libc::SIGKILL);
-    }
+    signal_pid(old_pid, libc::SIGKILL);
     let out = rig.ok(&["result", &id, "--wait", "30", "--json"]);
     let result: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(result["ok"], true, "{out}");
@@ -766,8 +712,8 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
     );
 
     // Operator actions through the coordinator, as the dispatcher.
-    wait_for("respawned worker registered", || {
-        registered_pid() == Some(pane_pid())
+    wait_for("respawned worker registered", WAIT, || {
+        registered() == Some(pane_pid())
     });
     let out = rig.ok(&["restart", &pane]);
     assert!(out.contains("respawned"), "{out}");
@@ -784,22 +730,24 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
     // The watchdog runs as the coordinator user too: it takes its lease, checks the
     // heartbeats and stops cleanly, with no refused command.
     let log = std::fs::File::create(rig.dir.path().join("watchdog.log")).unwrap();
-    let mut watchdog = Command::new(bin())
-        .args(["watchdog", "-S", &socket, "--check-interval", "200ms"])
-        .env_remove("TMUX")
-        .env_remove("TMUX_PANE")
-        .envs(Rig::env(&rig.coordinator_url(), "text"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    wait_for("the watchdog holds its lease", || {
+    let mut watchdog = ChildGuard(
+        Command::new(bin())
+            .args(["watchdog", "-S", &socket, "--check-interval", "200ms"])
+            .env_remove("TMUX")
+            .env_remove("TMUX_PANE")
+            .envs(Rig::env(&rig.coordinator_url(), "text"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the watchdog holds its lease", WAIT, || {
         rig.admin()
             .exists::<_, bool>(rig.keys.lease(NODE, ".watchdog"))
             .unwrap()
     });
     std::thread::sleep(Duration::from_secs(1));
-    assert!(stop(&mut watchdog).success());
+    assert!(watchdog.stop(EXIT).success());
     let log = std::fs::read_to_string(rig.dir.path().join("watchdog.log")).unwrap();
     assert!(!log.to_lowercase().contains("noperm"), "{log}");
 
@@ -817,7 +765,7 @@ fn the_coordinator_user_respawns_and_requeues_a_killed_worker() {
         "coordinator outside its namespace",
     );
 
-    assert!(stop(&mut coordinator).success());
+    assert!(coordinator.stop(EXIT).success());
     let log = std::fs::read_to_string(rig.dir.path().join("coordinator.log")).unwrap();
     assert!(!log.to_lowercase().contains("noperm"), "{log}");
     rig.assert_no_password_anywhere();

@@ -5,13 +5,14 @@ mod support;
 
 use std::time::Duration;
 
-use panebus::bus::{Bus, BusError, HeartbeatStatus};
+use panebus::bus::{BlockingConnection, Bus, BusError, Delivery, HeartbeatStatus};
 use panebus::config::Config;
 use panebus::schema::{
     now_ms, Command, CommandResult, DlqCommand, DlqEntry, DlqReason, Event, EventKind, WorkerInfo,
     WorkerState,
 };
 use serde_json::json;
+use support::deployments::single_node_cluster;
 use support::RedisServer;
 
 fn config(redis: &RedisServer, namespace: &str) -> Config {
@@ -50,6 +51,46 @@ async fn registered(bus: &Bus, id: &str, role: &str) -> WorkerInfo {
     i
 }
 
+/// Takes the next command of `worker`, which must be there within a second.
+async fn take(bus: &Bus, blocking: &mut BlockingConnection, worker: &str) -> Delivery {
+    bus.take(blocking, worker, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// A DLQ entry for `worker`, made now.
+fn dlq_entry(worker: &str, command: DlqCommand, error: &str, reason: DlqReason) -> DlqEntry {
+    DlqEntry {
+        id: panebus::schema::new_id(),
+        command,
+        error: error.into(),
+        worker: worker.into(),
+        ts_ms: now_ms(),
+        reason,
+    }
+}
+
+/// The result of a first attempt that ran from 1 ms to 2 ms.
+fn finished(
+    command_id: &str,
+    worker: &str,
+    ok: bool,
+    result: Option<serde_json::Value>,
+    error: Option<&str>,
+) -> CommandResult {
+    CommandResult {
+        command_id: command_id.into(),
+        worker: worker.into(),
+        ok,
+        result,
+        error: error.map(String::from),
+        started_ms: 1,
+        finished_ms: 2,
+        attempt: 1,
+    }
+}
+
 fn ping() -> Command {
     Command::new("ping", json!({}), "test")
 }
@@ -86,20 +127,12 @@ async fn enqueue_take_ack_round_trip_keeps_fifo_order() {
     assert_eq!(bus.enqueue(w, &first, false).await.unwrap(), 1);
     assert_eq!(bus.enqueue(w, &second, false).await.unwrap(), 2);
     let mut blocking = bus.blocking_connection().await.unwrap();
-    let got = bus
-        .take(&mut blocking, w, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = take(&bus, &mut blocking, w).await;
     assert_eq!(got.command.as_ref().unwrap().id, first.id);
     assert_eq!(bus.processing_len(w).await.unwrap(), 1);
     assert!(bus.ack(w, &got.raw, me.generation).await.unwrap());
     assert_eq!(bus.processing_len(w).await.unwrap(), 0);
-    let got = bus
-        .take(&mut blocking, w, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = take(&bus, &mut blocking, w).await;
     assert_eq!(got.command.unwrap().id, second.id);
     // Empty queue: the take times out with nothing.
     assert!(bus
@@ -199,13 +232,7 @@ async fn hostile_text_passes_through_literally() {
     let cmd = Command::new("echo", json!({"text": hostile}), hostile);
     bus.enqueue(w, &cmd, false).await.unwrap();
     let mut blocking = bus.blocking_connection().await.unwrap();
-    let got = bus
-        .take(&mut blocking, w, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap()
-        .command
-        .unwrap();
+    let got = take(&bus, &mut blocking, w).await.command.unwrap();
     assert_eq!(got.payload["text"], hostile);
     assert_eq!(got.origin, hostile);
 }
@@ -230,10 +257,7 @@ async fn requeue_is_fenced_by_generation_and_counts_attempts() {
     bus.enqueue(w, &last, false).await.unwrap();
     let mut blocking = bus.blocking_connection().await.unwrap();
     for _ in 0..4 {
-        bus.take(&mut blocking, w, Duration::from_secs(1))
-            .await
-            .unwrap()
-            .unwrap();
+        take(&bus, &mut blocking, w).await;
     }
     assert_eq!(bus.processing_len(w).await.unwrap(), 4);
 
@@ -267,13 +291,7 @@ async fn requeue_is_fenced_by_generation_and_counts_attempts() {
 
     // Requeued in the original order, attempt + 1.
     for expected in &cmds {
-        let got = bus
-            .take(&mut blocking, w, Duration::from_secs(1))
-            .await
-            .unwrap()
-            .unwrap()
-            .command
-            .unwrap();
+        let got = take(&bus, &mut blocking, w).await.command.unwrap();
         assert_eq!(got.id, expected.id);
         assert_eq!(got.attempt, 2);
         assert_eq!(got.payload, expected.payload);
@@ -293,10 +311,7 @@ async fn a_new_incarnation_recovers_what_the_old_one_left() {
     let cmd = ping();
     bus.enqueue(w, &cmd, false).await.unwrap();
     let mut blocking = bus.blocking_connection().await.unwrap();
-    bus.take(&mut blocking, w, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
+    take(&bus, &mut blocking, w).await;
     // Poison in the processing list too.
     let _: () = redis::cmd("LPUSH")
         .arg(bus.keys().processing(w))
@@ -307,13 +322,7 @@ async fn a_new_incarnation_recovers_what_the_old_one_left() {
     let outcome = bus.recover_unacked(w, new.generation).await.unwrap();
     assert_eq!((outcome.requeued, outcome.dead_lettered), (1, 1));
     assert_eq!(outcome.generation, new.generation);
-    let got = bus
-        .take(&mut blocking, w, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap()
-        .command
-        .unwrap();
+    let got = take(&bus, &mut blocking, w).await.command.unwrap();
     assert_eq!((got.id, got.attempt), (cmd.id, 2));
     let dead = bus.dlq_list(10).await.unwrap();
     assert_eq!(dead[0].reason, DlqReason::Poison);
@@ -324,16 +333,13 @@ async fn a_new_incarnation_recovers_what_the_old_one_left() {
 async fn results_wake_every_waiter_and_are_readable_after() {
     let redis = RedisServer::start();
     let bus = bus(&redis).await;
-    let result = CommandResult {
-        command_id: "01TEST".into(),
-        worker: "testnode/%1".into(),
-        ok: true,
-        result: Some(json!({"pong": true})),
-        error: None,
-        started_ms: 1,
-        finished_ms: 2,
-        attempt: 1,
-    };
+    let result = finished(
+        "01TEST",
+        "testnode/%1",
+        true,
+        Some(json!({"pong": true})),
+        None,
+    );
     let mut waiters = Vec::new();
     for _ in 0..3 {
         let bus = bus.clone();
@@ -413,23 +419,19 @@ async fn dlq_show_retry_and_purge() {
     registered(&bus, w, "worker").await;
     let mut cmd = Command::new("echo", json!({"x": 1}), "test");
     cmd.attempt = 3;
-    let entry = DlqEntry {
-        id: panebus::schema::new_id(),
-        command: DlqCommand::Parsed(Box::new(cmd.clone())),
-        error: "boom".into(),
-        worker: w.into(),
-        ts_ms: now_ms(),
-        reason: DlqReason::Failed,
-    };
+    let entry = dlq_entry(
+        w,
+        DlqCommand::Parsed(Box::new(cmd.clone())),
+        "boom",
+        DlqReason::Failed,
+    );
     bus.dlq_push(&entry).await.unwrap();
-    let raw_entry = DlqEntry {
-        id: panebus::schema::new_id(),
-        command: DlqCommand::Raw("{nope".into()),
-        error: "poison".into(),
-        worker: w.into(),
-        ts_ms: now_ms(),
-        reason: DlqReason::Poison,
-    };
+    let raw_entry = dlq_entry(
+        w,
+        DlqCommand::Raw("{nope".into()),
+        "poison",
+        DlqReason::Poison,
+    );
     bus.dlq_push(&raw_entry).await.unwrap();
     assert_eq!(bus.dlq_len().await.unwrap(), 2);
     assert_eq!(bus.dlq_list(10).await.unwrap()[0].id, raw_entry.id);
@@ -446,13 +448,7 @@ async fn dlq_show_retry_and_purge() {
     assert_eq!(report.failed.len(), 1);
     assert!(report.failed[0].1.to_string().contains("cannot be retried"));
     let mut blocking = bus.blocking_connection().await.unwrap();
-    let again = bus
-        .take(&mut blocking, w, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap()
-        .command
-        .unwrap();
+    let again = take(&bus, &mut blocking, w).await.command.unwrap();
     assert_eq!((again.id, again.attempt), (cmd.id, 1));
     assert_eq!(bus.dlq_len().await.unwrap(), 1);
     assert_eq!(bus.dlq_purge().await.unwrap(), 1);
@@ -556,34 +552,9 @@ async fn unblock_ends_a_parked_take_without_losing_commands() {
     drop(blocking);
 }
 
-/// A redis-server in cluster mode owning every slot: it refuses (CROSSSLOT) any command,
-/// script or MULTI whose keys are in more than one slot, as a real cluster does.
-async fn cluster_node() -> RedisServer {
-    let redis = RedisServer::start_with(&["--cluster-enabled", "yes"]);
-    let mut conn = redis.conn();
-    let _: () = redis::cmd("CLUSTER")
-        .arg("ADDSLOTSRANGE")
-        .arg(0)
-        .arg(panebus::bus::slots::SLOTS - 1)
-        .query(&mut conn)
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
-        if info.contains("cluster_state:ok") {
-            return redis;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "cluster node not ready: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn every_script_and_multi_key_step_stays_in_one_cluster_slot() {
-    let redis = cluster_node().await;
+    let redis = single_node_cluster();
     // The node really refuses keys of two slots.
     let err = redis::cmd("DEL")
         .arg("t:dlq")
@@ -616,35 +587,18 @@ async fn every_script_and_multi_key_step_stays_in_one_cluster_slot() {
         bus.enqueue(w, cmd, false).await.unwrap();
     }
     // ack
-    let first = bus
-        .take(&mut blocking, w, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let first = take(&bus, &mut blocking, w).await;
     assert!(bus.ack(w, &first.raw, old.generation).await.unwrap());
     // requeue: one requeued, one exhausted (to the DLQ), one finished (result stored).
     let mut taken = Vec::new();
     for _ in 0..3 {
-        let d = bus
-            .take(&mut blocking, w, Duration::from_secs(1))
-            .await
-            .unwrap()
-            .unwrap();
+        let d = take(&bus, &mut blocking, w).await;
         taken.push(d.command.unwrap().id);
     }
     assert_eq!(taken[..2], [exhausted.id.clone(), done.id.clone()]);
-    bus.store_result(&CommandResult {
-        command_id: done.id.clone(),
-        worker: w.into(),
-        ok: true,
-        result: Some(json!({})),
-        error: None,
-        started_ms: 1,
-        finished_ms: 2,
-        attempt: 1,
-    })
-    .await
-    .unwrap();
+    bus.store_result(&finished(&done.id, w, true, Some(json!({})), None))
+        .await
+        .unwrap();
     let _: () = redis::cmd("LPUSH")
         .arg(bus.keys().processing(w))
         .arg("{poison")
@@ -660,25 +614,19 @@ async fn every_script_and_multi_key_step_stays_in_one_cluster_slot() {
     assert_eq!(bus.dlq_len().await.unwrap(), 2);
     let gen = outcome.generation;
     // return to queue, dead letter (poison on the hot path)
-    let taken = bus
-        .take(&mut blocking, w, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let taken = take(&bus, &mut blocking, w).await;
     assert!(bus.return_to_queue(w, &taken.raw).await.unwrap());
     let _: () = redis::cmd("LPUSH")
         .arg(bus.keys().processing(w))
         .arg("not json")
         .query(&mut redis.conn())
         .unwrap();
-    let entry = DlqEntry {
-        id: panebus::schema::new_id(),
-        command: DlqCommand::Raw("not json".into()),
-        error: "poison".into(),
-        worker: w.into(),
-        ts_ms: now_ms(),
-        reason: DlqReason::Poison,
-    };
+    let entry = dlq_entry(
+        w,
+        DlqCommand::Raw("not json".into()),
+        "poison",
+        DlqReason::Poison,
+    );
     assert!(bus.dead_letter(w, b"not json", gen, &entry).await.unwrap());
     assert_eq!(bus.dlq_len().await.unwrap(), 3);
     // DLQ retry, remove and purge; events; the listing of workers.
@@ -703,30 +651,16 @@ async fn requeue_drops_finished_commands_and_dlq_retry_runs_them_again() {
     let cmd = Command::new("echo", json!({}), "test");
     bus.enqueue(w, &cmd, false).await.unwrap();
     let mut blocking = bus.blocking_connection().await.unwrap();
-    bus.take(&mut blocking, w, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
+    take(&bus, &mut blocking, w).await;
     // The worker failed it: DLQ entry, then result; it died before the ack.
-    let entry = DlqEntry {
-        id: panebus::schema::new_id(),
-        command: DlqCommand::Parsed(Box::new(cmd.clone())),
-        error: "boom".into(),
-        worker: w.into(),
-        ts_ms: now_ms(),
-        reason: DlqReason::Failed,
-    };
+    let entry = dlq_entry(
+        w,
+        DlqCommand::Parsed(Box::new(cmd.clone())),
+        "boom",
+        DlqReason::Failed,
+    );
     bus.dlq_push(&entry).await.unwrap();
-    let failed = CommandResult {
-        command_id: cmd.id.clone(),
-        worker: w.into(),
-        ok: false,
-        result: None,
-        error: Some("boom".into()),
-        started_ms: 1,
-        finished_ms: 2,
-        attempt: 1,
-    };
+    let failed = finished(&cmd.id, w, false, None, Some("boom"));
     bus.store_result(&failed).await.unwrap();
     // Not requeued: it ran to the end and its failure is in the DLQ already.
     let outcome = bus.requeue_unacked(w, old.generation).await.unwrap();
@@ -742,10 +676,7 @@ async fn requeue_drops_finished_commands_and_dlq_retry_runs_them_again() {
     let mut later = cmd.clone();
     later.attempt = 2;
     bus.enqueue(w, &later, false).await.unwrap();
-    bus.take(&mut blocking, w, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
+    take(&bus, &mut blocking, w).await;
     let outcome = bus.requeue_unacked(w, outcome.generation).await.unwrap();
     assert_eq!((outcome.requeued, outcome.finished), (1, 0));
     let _: i64 = redis::cmd("DEL")
@@ -757,10 +688,7 @@ async fn requeue_drops_finished_commands_and_dlq_retry_runs_them_again() {
     // retried run requeues it instead of taking it for finished.
     bus.dlq_retry(&entry.id, None).await.unwrap();
     assert_eq!(bus.result(&cmd.id).await.unwrap(), None);
-    bus.take(&mut blocking, w, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
+    take(&bus, &mut blocking, w).await;
     let outcome = bus.requeue_unacked(w, outcome.generation).await.unwrap();
     assert_eq!((outcome.requeued, outcome.finished), (1, 0));
 }
@@ -771,14 +699,12 @@ async fn dead_letters_left_by_a_crash_reach_the_dlq_once() {
     let bus = bus(&redis).await;
     let w = "testnode/%1";
     let me = registered(&bus, w, "worker").await;
-    let entry = DlqEntry {
-        id: panebus::schema::new_id(),
-        command: DlqCommand::Raw("{half".into()),
-        error: "poison".into(),
-        worker: w.into(),
-        ts_ms: now_ms(),
-        reason: DlqReason::Poison,
-    };
+    let entry = dlq_entry(
+        w,
+        DlqCommand::Raw("{half".into()),
+        "poison",
+        DlqReason::Poison,
+    );
     let json = serde_json::to_string(&entry).unwrap();
     // A crash after the DLQ write but before the dead letter was removed: both exist.
     bus.dlq_push(&entry).await.unwrap();

@@ -5,127 +5,16 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::panebus::PrivateBus;
+use support::wait::wait_for;
 use support::RedisServer;
 
 const NODE: &str = "testnode";
 const NAMESPACE: &str = "clitest";
-
-/// A `panebus worker` process, killed when dropped.
-struct WorkerGuard {
-    child: Child,
-}
-
-impl Drop for WorkerGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A private bus: one redis-server plus the environment every `panebus` call gets.
-struct Bus {
-    _redis: RedisServer,
-    env: Vec<(String, String)>,
-}
-
-impl Bus {
-    fn start() -> Bus {
-        let redis = RedisServer::start();
-        let env = vec![
-            ("PANEBUS_REDIS_URL".to_string(), redis.url()),
-            ("PANEBUS_NAMESPACE".to_string(), NAMESPACE.to_string()),
-            ("PANEBUS_NODE".to_string(), NODE.to_string()),
-            (
-                "PANEBUS_HEARTBEAT_INTERVAL".to_string(),
-                "200ms".to_string(),
-            ),
-            ("PANEBUS_HEARTBEAT_TTL".to_string(), "5".to_string()),
-            ("PANEBUS_LOG_LEVEL".to_string(), "warn".to_string()),
-        ];
-        Bus { _redis: redis, env }
-    }
-
-    /// Sets a variable for every later `panebus` call and worker.
-    fn set(&mut self, name: &str, value: &str) {
-        self.env.retain(|(k, _)| k != name);
-        self.env.push((name.to_string(), value.to_string()));
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_panebus"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// Runs `panebus ARGS` to completion.
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run panebus")
-    }
-
-    /// Runs `panebus ARGS` with `input` on stdin.
-    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start panebus");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs `panebus ARGS --json` and parses stdout, asserting success.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.run(&all);
-        assert_eq!(code(&out), 0, "panebus {args:?} failed: {}", stderr(&out));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "panebus {args:?} printed invalid JSON ({e}): {}",
-                stdout(&out)
-            )
-        })
-    }
-
-    /// Starts `panebus worker` in pane `pane` and waits until it is alive on the bus.
-    fn worker(&self, pane: &str, role: &str, extra: &[&str]) -> WorkerGuard {
-        let mut args = vec!["worker", "--role", role];
-        args.extend_from_slice(extra);
-        let child = self
-            .command(&args)
-            .env("TMUX_PANE", pane)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start panebus worker");
-        let guard = WorkerGuard { child };
-        let id = format!("{NODE}/{pane}");
-        wait_until(&format!("worker {id} alive"), || {
-            self.json(&["panes"])
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["id"] == id.as_str() && p["alive"] == true)
-        });
-        guard
-    }
-}
 
 fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
@@ -139,17 +28,8 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Polls `done` for up to 30 s.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(30);
 
 fn assert_exit(out: &Output, expected: i32, message: &str) {
     let err = stderr(out);
@@ -164,8 +44,8 @@ fn assert_exit(out: &Output, expected: i32, message: &str) {
 
 #[test]
 fn dispatch_wait_round_trips_a_ping() {
-    let bus = Bus::start();
-    let _worker = bus.worker("%3", "processor", &[]);
+    let bus = PrivateBus::start(NAMESPACE, NODE);
+    let _worker = bus.role_worker("%3", "processor", &[]);
 
     let out = bus.run(&["dispatch", "%3", "ping", "--wait"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -180,8 +60,8 @@ fn dispatch_wait_round_trips_a_ping() {
 
 #[test]
 fn targets_are_panes_on_this_node_or_full_worker_ids() {
-    let bus = Bus::start();
-    let _worker = bus.worker("%3", "processor", &[]);
+    let bus = PrivateBus::start(NAMESPACE, NODE);
+    let _worker = bus.role_worker("%3", "processor", &[]);
 
     let full = bus.json(&["dispatch", "testnode/%3", "ping", "--wait"]);
     assert_eq!(full["worker"], "testnode/%3");
@@ -208,10 +88,10 @@ fn targets_are_panes_on_this_node_or_full_worker_ids() {
 
 #[test]
 fn dispatch_role_and_broadcast_reach_every_live_worker() {
-    let bus = Bus::start();
-    let _w1 = bus.worker("%1", "alpha", &[]);
-    let _w2 = bus.worker("%2", "alpha", &[]);
-    let _w3 = bus.worker("%3", "beta", &[]);
+    let bus = PrivateBus::start(NAMESPACE, NODE);
+    let _w1 = bus.role_worker("%1", "alpha", &[]);
+    let _w2 = bus.role_worker("%2", "alpha", &[]);
+    let _w3 = bus.role_worker("%3", "beta", &[]);
 
     let outcomes = bus.json(&["dispatch-role", "alpha", "ping", "--wait"]);
     let mut workers: Vec<&str> = outcomes
@@ -251,9 +131,9 @@ fn dispatch_role_and_broadcast_reach_every_live_worker() {
 
 #[test]
 fn status_panes_and_events_in_both_formats() {
-    let bus = Bus::start();
-    let _w1 = bus.worker("%1", "alpha", &[]);
-    let _w2 = bus.worker("%2", "beta", &[]);
+    let bus = PrivateBus::start(NAMESPACE, NODE);
+    let _w1 = bus.role_worker("%1", "alpha", &[]);
+    let _w2 = bus.role_worker("%2", "beta", &[]);
     let done = bus.json(&["dispatch", "%1", "ping", "--wait"]);
     let command_id = done["command_id"].as_str().unwrap().to_string();
 
@@ -358,8 +238,8 @@ fn status_panes_and_events_in_both_formats() {
 
 #[test]
 fn events_follow_prints_new_events_until_interrupted() {
-    let bus = Bus::start();
-    let _first = bus.worker("%4", "alpha", &[]);
+    let bus = PrivateBus::start(NAMESPACE, NODE);
+    let _first = bus.role_worker("%4", "alpha", &[]);
     let mut follow = bus
         .command(&[
             "events",
@@ -379,7 +259,7 @@ fn events_follow_prints_new_events_until_interrupted() {
         || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
     // The last matching event first (so the follower is reading), then the new one.
     assert_eq!(next_event()["worker"], "testnode/%4");
-    let _second = bus.worker("%5", "alpha", &[]);
+    let _second = bus.role_worker("%5", "alpha", &[]);
     let event = next_event();
     assert_eq!(event["type"], "worker_started");
     assert_eq!(event["worker"], "testnode/%5");
@@ -393,14 +273,14 @@ fn events_follow_prints_new_events_until_interrupted() {
 
 #[test]
 fn failed_commands_go_to_the_dlq_and_can_be_retried_and_purged() {
-    let bus = Bus::start();
+    let bus = PrivateBus::start(NAMESPACE, NODE);
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ready");
     let flaky = format!(
         "flaky=sh -c 'test -e {} && echo recovered || {{ echo not ready yet >&2; exit 3; }}'",
         marker.display()
     );
-    let _worker = bus.worker("%5", "alpha", &["--handler", &flaky]);
+    let _worker = bus.role_worker("%5", "alpha", &["--handler", &flaky]);
 
     let out = bus.run(&["dispatch", "%5", "flaky", "--wait"]);
     assert_exit(&out, 7, "failed on testnode/%5");
@@ -434,7 +314,7 @@ fn failed_commands_go_to_the_dlq_and_can_be_retried_and_purged() {
     let retried = bus.json(&["dlq", "retry", &entry_id]);
     assert_eq!(retried["retried"][0]["id"], command_id.as_str());
     assert_eq!(retried["failed"], Value::Array(vec![]));
-    wait_until("the retried command to succeed", || {
+    wait_for("the retried command to succeed", WAIT, || {
         let out = bus.run(&["result", &command_id, "--json"]);
         code(&out) == 0 && stdout(&out).contains("recovered")
     });
@@ -457,8 +337,8 @@ fn failed_commands_go_to_the_dlq_and_can_be_retried_and_purged() {
 
 #[test]
 fn hostile_payload_text_arrives_literally() {
-    let bus = Bus::start();
-    let _worker = bus.worker("%6", "alpha", &["--handler", "echo=cat"]);
+    let bus = PrivateBus::start(NAMESPACE, NODE);
+    let _worker = bus.role_worker("%6", "alpha", &["--handler", "echo=cat"]);
     let hostile =
         "a; rm -rf / \n#{pane_id} #(ls) $(touch /tmp/pwned) `id` \"double\" 'single' \\ %% ~";
     let payload = serde_json::json!({ "text": hostile }).to_string();
@@ -486,8 +366,8 @@ fn hostile_payload_text_arrives_literally() {
 
 #[test]
 fn bad_input_gets_its_exit_code_and_a_clear_message() {
-    let mut bus = Bus::start();
-    let _worker = bus.worker("%7", "alpha", &[]);
+    let mut bus = PrivateBus::start(NAMESPACE, NODE);
+    let _worker = bus.role_worker("%7", "alpha", &[]);
 
     let out = bus.run(&["dispatch", "%7", "ping", "--payload", "{\"text\": "]);
     assert_exit(&out, 6, "malformed JSON");
@@ -572,7 +452,7 @@ fn unreachable_redis_fails_fast() {
 
 #[test]
 fn completions_and_man_pages_are_generated() {
-    let bus = Bus::start();
+    let bus = PrivateBus::start(NAMESPACE, NODE);
     for shell in ["bash", "zsh", "fish"] {
         let out = bus.run(&["completions", shell]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -596,9 +476,9 @@ fn completions_and_man_pages_are_generated() {
 
 #[test]
 fn quarantined_panes_show_in_status_and_get_no_fan_out() {
-    let bus = Bus::start();
-    let _w1 = bus.worker("%1", "alpha", &[]);
-    let _w2 = bus.worker("%2", "alpha", &[]);
+    let bus = PrivateBus::start(NAMESPACE, NODE);
+    let _w1 = bus.role_worker("%1", "alpha", &[]);
+    let _w2 = bus.role_worker("%2", "alpha", &[]);
     let env = bus.env.clone();
     let config = panebus::config::Config::from_lookup(|name| {
         env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
@@ -676,7 +556,7 @@ fn quarantined_panes_show_in_status_and_get_no_fan_out() {
 
 #[test]
 fn waiting_shows_a_spinner_only_on_a_terminal() {
-    let bus = Bus::start();
+    let bus = PrivateBus::start(NAMESPACE, NODE);
     let wait = [
         "dispatch",
         "%98",
@@ -711,15 +591,15 @@ fn waiting_shows_a_spinner_only_on_a_terminal() {
 
 #[test]
 fn a_full_queue_in_a_fan_out_does_not_stop_the_others() {
-    let mut bus = Bus::start();
+    let mut bus = PrivateBus::start(NAMESPACE, NODE);
     bus.set("PANEBUS_MAX_QUEUE_DEPTH", "1");
     let slow = ["--handler", "slow=sleep 10"];
-    let _busy = bus.worker("%1", "alpha", &slow);
-    let _free = bus.worker("%2", "alpha", &slow);
+    let _busy = bus.role_worker("%1", "alpha", &slow);
+    let _free = bus.role_worker("%2", "alpha", &slow);
     // %1 runs one slow command and holds one more in its queue: it is full.
     let out = bus.run(&["dispatch", "%1", "slow"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    wait_until("%1 busy", || {
+    wait_for("%1 busy", WAIT, || {
         bus.json(&["panes"])
             .as_array()
             .unwrap()

@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use panebus::bus::Bus;
 use panebus::config::Config;
@@ -16,9 +16,11 @@ use panebus::schema::Command;
 use panebus::workflow::record::WorkflowState;
 use panebus::workflow::{store, WorkflowRecord};
 use serde_json::json;
-use support::deployments::{
-    missing_results, wait_for, ChildGuard, Panebus, RedisCluster, TestCerts,
-};
+use support::coordinator::attach_args;
+use support::deployments::{missing_results, RedisCluster, TestCerts};
+use support::panebus::{bin, Panebus};
+use support::process::ChildGuard;
+use support::wait::{wait_for, wait_for_async};
 use support::TmuxServer;
 
 const NAMESPACE: &str = "deploy";
@@ -95,9 +97,11 @@ async fn round_trips_dlq_and_a_failover_on_a_cluster_lose_no_command() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    wait_for("the replica to become primary", 30, || {
-        cluster.cli(replica, &["role"]).starts_with("master")
-    });
+    wait_for(
+        "the replica to become primary",
+        Duration::from_secs(30),
+        || cluster.cli(replica, &["role"]).starts_with("master"),
+    );
     eprintln!(
         "failover: {} enqueues accepted, {refused} refused",
         accepted.len()
@@ -125,19 +129,6 @@ async fn round_trips_dlq_and_a_failover_on_a_cluster_lose_no_command() {
     assert_eq!(result["ok"], true, "{result}");
 }
 
-/// Polls an async check every 100 ms for up to `secs` seconds.
-async fn wait_async<F, Fut>(what: &str, secs: u64, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinator_respawns_a_killed_worker_and_requeues_on_a_cluster() {
     let cluster = RedisCluster::start();
@@ -158,82 +149,50 @@ async fn the_coordinator_respawns_a_killed_worker_and_requeues_on_a_cluster() {
     bus.set("PANEBUS_RESPAWN_WINDOW", "120");
     let socket = tmux.socket.display().to_string();
     let coordinator = ChildGuard(
-        bus.command(&[
-            "attach",
-            "work",
-            "-S",
-            &socket,
-            "--check-interval",
-            "200ms",
-            "--lease-ttl",
-            "2s",
-            "--backoff-base",
-            "200ms",
-            "--heartbeat-grace",
-            "3s",
-        ])
-        .env_remove("TMUX")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("coord.log")).unwrap())
-        .spawn()
-        .expect("start panebus attach"),
+        bus.command(&attach_args("work", &socket))
+            .env_remove("TMUX")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("coord.log")).unwrap())
+            .spawn()
+            .expect("start panebus attach"),
     );
     let sender = library_bus(&url).await;
     let lease = sender.keys().lease("testnode", "work");
-    wait_async("the coordinator holds its lease", 30, || async {
-        let mut conn = sender.connection();
-        redis::cmd("EXISTS")
-            .arg(&lease)
-            .query_async::<bool>(&mut conn)
-            .await
-            .unwrap_or(false)
-    })
+    wait_for_async(
+        "the coordinator holds its lease",
+        Duration::from_secs(30),
+        || async {
+            let mut conn = sender.connection();
+            redis::cmd("EXISTS")
+                .arg(&lease)
+                .query_async::<bool>(&mut conn)
+                .await
+                .unwrap_or(false)
+        },
+    )
     .await;
 
     let handler = format!("slow={}", script.display());
-    let mut window = vec![
-        "new-window".to_string(),
-        "-d".into(),
-        "-P".into(),
-        "-F".into(),
-        "#{pane_id}".into(),
-        "-t".into(),
-        "=work:".into(),
-    ];
-    for (k, v) in &bus.env {
-        window.push("-e".into());
-        window.push(format!("{k}={v}"));
-    }
-    window.extend(
-        [
-            "--",
-            env!("CARGO_BIN_EXE_panebus"),
-            "worker",
-            "--handler",
-            handler.as_str(),
-        ]
-        .map(String::from),
+    let pane = tmux.new_window(
+        "=work:",
+        &bus.env,
+        &[bin(), "worker", "--handler", &handler],
     );
-    let args: Vec<&str> = window.iter().map(String::as_str).collect();
-    let pane = tmux.run(&args).trim().to_string();
     let wid = format!("testnode/{pane}");
-    let pane_pid = || -> u32 {
-        tmux.run(&["display-message", "-p", "-t", &pane, "#{pane_pid}"])
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    wait_async("the coordinator manages the worker", 40, || async {
-        tmux.run(&["display-message", "-p", "-t", &pane, "#{@panebus_worker}"])
-            .trim()
-            == wid
-            && sender.is_registered(&wid).await.unwrap_or(false)
-    })
+    let pane_pid = || -> u32 { tmux.display(&pane, "#{pane_pid}").parse().unwrap() };
+    wait_for_async(
+        "the coordinator manages the worker",
+        Duration::from_secs(40),
+        || async {
+            tmux.display(&pane, "#{@panebus_worker}") == wid
+                && sender.is_registered(&wid).await.unwrap_or(false)
+        },
+    )
     .await;
 
     let command = Command::new("slow", json!({}), "cluster-test");
     sender.enqueue(&wid, &command, false).await.unwrap();
-    wait_async("the command is taken", 30, || async {
+    wait_for_async("the command is taken", Duration::from_secs(30), || async {
         sender.processing_len(&wid).await.unwrap_or(0) == 1
     })
     .await;
@@ -242,9 +201,11 @@ async fn the_coordinator_respawns_a_killed_worker_and_requeues_on_a_cluster() {
     unsafe {
         libc::kill(first_pid as libc::pid_t, libc::SIGKILL);
     }
-    wait_async("the result of the requeued command", 60, || async {
-        matches!(sender.result(&command.id).await, Ok(Some(_)))
-    })
+    wait_for_async(
+        "the result of the requeued command",
+        Duration::from_secs(60),
+        || async { matches!(sender.result(&command.id).await, Ok(Some(_))) },
+    )
     .await;
     let result = sender.result(&command.id).await.unwrap().unwrap();
     assert!(result.ok, "{result:?}");
@@ -277,9 +238,11 @@ async fn status_line_and_the_workflow_store_work_across_primaries() {
     let (pane_a, pane_b) = panes_on_two_primaries(&cluster);
     let _worker_a = bus.worker(&pane_a, &logs.path().join("a.log"));
     let _worker_b = bus.worker(&pane_b, &logs.path().join("b.log"));
-    wait_for("both workers to count as healthy", 30, || {
-        status_line(&bus) == "pb: 2 healthy, 0 queued"
-    });
+    wait_for(
+        "both workers to count as healthy",
+        Duration::from_secs(30),
+        || status_line(&bus) == "pb: 2 healthy, 0 queued",
+    );
 
     // Records and their index go in one MULTI; listing reads a page in one pipeline.
     let library = library_bus(&url).await;

@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
+use support::coordinator::{registered_pid, start_coordinator, CHECK_INTERVAL, FAST_TIMINGS};
+use support::events::stream_events;
+use support::process::{pid_alive, signal_pid, ChildGuard};
+use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
 const NS: &str = "ct";
@@ -65,28 +69,18 @@ impl Rig {
 
     /// Starts `program args…` as the command of a new window; returns its pane id (`%N`).
     fn start_pane(&self, program: &str, args: &[&str], redis_url: Option<&str>) -> String {
-        let mut cmd: Vec<String> = vec![
-            "new-window".into(),
-            "-d".into(),
-            "-P".into(),
-            "-F".into(),
-            "#{pane_id}".into(),
-            "-t".into(),
-            format!("={}:", self.session),
-        ];
-        for (k, v) in self.env() {
-            let v = match (k, redis_url) {
-                ("PANEBUS_REDIS_URL", Some(url)) => url.to_string(),
-                _ => v,
-            };
-            cmd.push("-e".into());
-            cmd.push(format!("{k}={v}"));
-        }
-        cmd.push("--".into());
-        cmd.push(program.into());
-        cmd.extend(args.iter().map(|a| a.to_string()));
-        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        self.tmux.run(&args).trim().to_string()
+        let env: Vec<(&str, String)> = self
+            .env()
+            .into_iter()
+            .map(|(k, v)| match (k, redis_url) {
+                ("PANEBUS_REDIS_URL", Some(url)) => (k, url.to_string()),
+                _ => (k, v),
+            })
+            .collect();
+        let mut argv = vec![program];
+        argv.extend_from_slice(args);
+        self.tmux
+            .new_window(&format!("={}:", self.session), &env, &argv)
     }
 
     fn start_worker(&self, extra: &[&str]) -> String {
@@ -104,44 +98,73 @@ impl Rig {
         cmd
     }
 
-    fn coordinator(&self, extra: &[&str], log: &str) -> Proc {
+    fn coordinator(&self, extra: &[&str], log: &str) -> ChildGuard {
         self.coordinator_with(extra, &[("PANEBUS_RESPAWN_LIMIT", "2")], log)
     }
 
-    fn coordinator_with(&self, extra: &[&str], env: &[(&str, &str)], log: &str) -> Proc {
+    fn coordinator_with(&self, extra: &[&str], env: &[(&str, &str)], log: &str) -> ChildGuard {
         let socket = self.tmux.socket.to_str().unwrap().to_string();
-        let check = if extra.contains(&"--check-interval") {
-            &[][..]
-        } else {
-            &["--check-interval", "200ms"][..]
-        };
         let mut args = vec!["attach", &self.session, "-S", &socket];
-        args.extend_from_slice(check);
-        args.extend_from_slice(&[
-            "--lease-ttl",
-            "2s",
-            "--backoff-base",
-            "200ms",
-            "--heartbeat-grace",
-            "3s",
-        ]);
+        if !extra.contains(&"--check-interval") {
+            args.extend_from_slice(&CHECK_INTERVAL);
+        }
+        args.extend_from_slice(&FAST_TIMINGS);
         args.extend_from_slice(extra);
-        let log = std::fs::File::create(self.dir.path().join(log)).unwrap();
-        let child = self
-            .panebus(&args)
+        let mut attach = self.panebus(&args);
+        attach
             .env("PANEBUS_RESPAWN_WINDOW", "120")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start panebus attach");
-        // Workers started from now on register after the coordinator started.
-        wait_for("a coordinator holds the lease", || {
-            self.conn()
-                .exists::<_, bool>(self.keys.lease(NODE, &self.session))
-                .unwrap()
+            .envs(env.iter().copied());
+        start_coordinator(
+            attach,
+            &self.dir.path().join(log),
+            &self.redis,
+            &self.keys.lease(NODE, &self.session),
+        )
+    }
+
+    /// Pushes `cmd` onto `worker`'s queue, as a dispatcher does.
+    fn enqueue(&self, worker: &str, cmd: &panebus::schema::Command) {
+        let _: () = self
+            .conn()
+            .lpush(self.keys.queue(worker), cmd.to_json())
+            .unwrap();
+    }
+
+    /// Waits (naming `what`) until the result of command `id` is stored; returns it.
+    fn wait_result(&self, what: &str, id: &str) -> Value {
+        wait_for(what, WAIT, || {
+            self.conn().exists::<_, bool>(self.keys.result(id)).unwrap()
         });
-        Proc(child)
+        let raw: String = self.conn().lindex(self.keys.result(id), 0).unwrap();
+        serde_json::from_str(&raw).unwrap()
+    }
+
+    /// How many commands `worker` has taken and not acked.
+    fn processing_len(&self, worker: &str) -> usize {
+        self.conn().llen(self.keys.processing(worker)).unwrap()
+    }
+
+    /// Writes `body` to an executable script `name` in the scratch directory.
+    fn script(&self, name: &str, body: &str) -> std::path::PathBuf {
+        let script = self.dir.path().join(name);
+        std::fs::write(&script, body).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        script
+    }
+
+    /// Waits until `worker` is respawned once, for a missed heartbeat; the details of its
+    /// `pane_respawned` event.
+    fn respawned_as_hung(&self, worker: &str) -> Value {
+        wait_for("respawned after heartbeat expiry", WAIT, || {
+            self.count("pane_respawned", worker) == 1
+        });
+        assert_eq!(self.count("heartbeat_missed", worker), 1);
+        self.events()
+            .into_iter()
+            .find(|(k, w, _)| k == "pane_respawned" && w == worker)
+            .map(|(_, _, details)| details)
+            .unwrap()
     }
 
     fn log(&self, name: &str) -> String {
@@ -153,10 +176,7 @@ impl Rig {
     }
 
     fn pane(&self, pane: &str, format: &str) -> String {
-        self.tmux
-            .run(&["display-message", "-p", "-t", pane, format])
-            .trim()
-            .to_string()
+        self.tmux.display(pane, format)
     }
 
     fn pane_pid(&self, pane: &str) -> u32 {
@@ -169,27 +189,14 @@ impl Rig {
 
     /// The registered pid of the worker of `pane`, if registered.
     fn registered_pid(&self, pane: &str) -> Option<u32> {
-        let pid: Option<String> = self
-            .conn()
-            .hget(self.keys.info(&Self::worker_id(pane)), "pid")
-            .unwrap();
-        pid.and_then(|p| p.parse().ok())
+        registered_pid(&mut self.conn(), &self.keys, &Self::worker_id(pane))
     }
 
+    /// Every event as (type, worker, details).
     fn events(&self) -> Vec<(String, String, Value)> {
-        let reply: redis::streams::StreamRangeReply =
-            self.conn().xrange_all(self.keys.events()).unwrap();
-        reply
-            .ids
-            .iter()
-            .map(|e| {
-                let text = |k: &str| e.get::<String>(k).unwrap_or_default();
-                (
-                    text("type"),
-                    text("worker"),
-                    serde_json::from_str(&text("details")).unwrap_or(Value::Null),
-                )
-            })
+        stream_events(&mut self.conn(), &self.keys)
+            .into_iter()
+            .map(|e| (e.kind, e.worker, e.details))
             .collect()
     }
 
@@ -228,55 +235,11 @@ impl Rig {
     }
 }
 
-/// A child process killed (SIGKILL) on drop.
-struct Proc(Child);
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(40);
 
-impl Proc {
-    fn signal(&self, sig: i32) {
-        // SAFETY: signalling our own child by pid.
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, sig);
-        }
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn kill(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a pid this test started (through tmux).
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks existence.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
-}
+/// How long a stopped process may take to exit.
+const EXIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
@@ -302,8 +265,8 @@ fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
     assert_eq!(rig.pane(&pane, "#{remain-on-exit}"), "on");
 
     let old_pid = rig.pane_pid(&pane);
-    kill(old_pid, libc::SIGKILL);
-    wait_for("respawned with a new pid", || {
+    signal_pid(old_pid, libc::SIGKILL);
+    wait_for("respawned with a new pid", WAIT, || {
         rig.pane(&pane, "#{pane_dead}") == "0"
             && rig.pane_pid(&pane) != old_pid
             && rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
@@ -331,8 +294,8 @@ fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
 
     // The user's window exiting is not the coordinator's business.
     let user_pid = rig.pane_pid(&user_window);
-    kill(user_pid, libc::SIGKILL);
-    wait_for("user window closed", || {
+    signal_pid(user_pid, libc::SIGKILL);
+    wait_for("user window closed", WAIT, || {
         !rig.tmux
             .run(&["list-panes", "-s", "-t", SESSION, "-F", "#{pane_id}"])
             .lines()
@@ -353,15 +316,14 @@ fn kill9_respawns_in_place_and_leaves_user_panes_and_hostile_names_alone() {
         .all(|l| !l.contains("panebus")));
 
     // The status line text is kept current.
-    wait_for("status option", || {
+    wait_for("status option", WAIT, || {
         rig.tmux
             .run(&["show-options", "-v", "-t", SESSION, "@panebus_status"])
             .starts_with("pb 1 ok")
     });
 
     // A clean stop removes the hooks and leaves the worker running.
-    coord.signal(libc::SIGTERM);
-    assert!(coord.wait_exit().success(), "{}", rig.log("coord.log"));
+    assert!(coord.stop(EXIT).success(), "{}", rig.log("coord.log"));
     assert_eq!(rig.tmux.run(&["show-hooks", "-p", "-t", &pane]), "");
     assert!(pid_alive(new_pid));
     assert_eq!(rig.count("coordinator_stopped", ""), 1);
@@ -378,15 +340,15 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
     let pane = rig.start_pane(copy.to_str().unwrap(), &["worker", "--role", "r"], None);
     let wid = Rig::worker_id(&pane);
     rig.wait_managed(&pane);
-    wait_for("managed record saved", || {
+    wait_for("managed record saved", WAIT, || {
         rig.conn()
             .exists::<_, bool>(rig.keys.managed(&wid))
             .unwrap()
     });
     std::fs::remove_file(&copy).unwrap();
-    kill(rig.pane_pid(&pane), libc::SIGKILL);
+    signal_pid(rig.pane_pid(&pane), libc::SIGKILL);
 
-    wait_for("quarantined", || {
+    wait_for("quarantined", WAIT, || {
         rig.conn()
             .exists::<_, bool>(rig.keys.quarantine(&wid))
             .unwrap()
@@ -396,7 +358,7 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
     let diag: HashMap<String, String> = rig.conn().hgetall(rig.keys.quarantine(&wid)).unwrap();
     assert!(diag["reason"].contains("2 automatic respawns"), "{diag:?}");
     assert!(diag["exit"].contains("status"), "{diag:?}");
-    wait_for("quarantine shown in tmux", || {
+    wait_for("quarantine shown in tmux", WAIT, || {
         rig.pane(&pane, "#{@panebus_state}") == "quarantined"
     });
     std::thread::sleep(Duration::from_millis(800));
@@ -414,7 +376,7 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for("worker back after release", || {
+    wait_for("worker back after release", WAIT, || {
         rig.pane(&pane, "#{pane_dead}") == "0"
             && rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
     });
@@ -423,7 +385,7 @@ fn a_worker_that_dies_at_start_is_quarantined_then_released() {
         .conn()
         .exists::<_, bool>(rig.keys.quarantine(&wid))
         .unwrap());
-    wait_for("state shown ok", || {
+    wait_for("state shown ok", WAIT, || {
         rig.pane(&pane, "#{@panebus_state}") == "ok"
     });
 
@@ -493,20 +455,12 @@ fn a_hung_worker_is_found_by_its_heartbeat_and_respawned() {
     let old_pid = rig.pane_pid(&pane);
     proxy.frozen.store(true, Ordering::SeqCst);
 
-    wait_for("respawned after heartbeat expiry", || {
-        rig.count("pane_respawned", &wid) == 1
-    });
-    assert_eq!(rig.count("heartbeat_missed", &wid), 1);
-    let (_, _, details) = rig
-        .events()
-        .into_iter()
-        .find(|(k, _, _)| k == "pane_respawned")
-        .unwrap();
+    let details = rig.respawned_as_hung(&wid);
     assert_eq!(details["reason"], "heartbeat expired (hung)");
     assert_eq!(details["old_pid"], old_pid);
-    wait_for("old process gone", || !pid_alive(old_pid));
+    wait_for("old process gone", WAIT, || !pid_alive(old_pid));
     // The new incarnation gets the coordinator's Redis URL and registers.
-    wait_for("new worker registered", || {
+    wait_for("new worker registered", WAIT, || {
         rig.registered_pid(&pane) == Some(rig.pane_pid(&pane)) && rig.pane_pid(&pane) != old_pid
     });
     proxy.frozen.store(false, Ordering::SeqCst);
@@ -520,13 +474,10 @@ fn process_state(pid: u32) -> Option<char> {
 
 /// A handler script that answers `{"done": true}`.
 fn quick_handler(rig: &Rig) -> String {
-    let script = rig.dir.path().join("quick.sh");
-    std::fs::write(
-        &script,
+    let script = rig.script(
+        "quick.sh",
         "#!/bin/sh\ncat >/dev/null\necho '{\"done\": true}'\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     format!("quick={}", script.display())
 }
 
@@ -544,15 +495,17 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
     let wid = Rig::worker_id(&pane);
     rig.tmux
         .run(&["set-option", "-p", "-t", &pane, "@panebus_worker", &wid]);
-    wait_for("worker registered and pane managed", || {
+    wait_for("worker registered and pane managed", WAIT, || {
         rig.registered_pid(&pane).is_some() && rig.pane(&pane, "#{@panebus_state}") == "ok"
     });
     let shell = rig.pane_pid(&pane);
     let worker = rig.registered_pid(&pane).unwrap();
     assert_ne!(worker, shell, "the worker is the shell's child");
 
-    kill(worker, libc::SIGSTOP);
-    wait_for("worker stopped", || process_state(worker) == Some('T'));
+    signal_pid(worker, libc::SIGSTOP);
+    wait_for("worker stopped", WAIT, || {
+        process_state(worker) == Some('T')
+    });
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
         process_state(worker),
@@ -560,40 +513,19 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
         "tmux did not resume the stopped worker"
     );
     let cmd = panebus::schema::Command::new("quick", serde_json::json!({}), "test");
-    let _: () = rig
-        .conn()
-        .lpush(rig.keys.queue(&wid), cmd.to_json())
-        .unwrap();
+    rig.enqueue(&wid, &cmd);
 
-    wait_for("respawned after heartbeat expiry", || {
-        rig.count("pane_respawned", &wid) == 1
-    });
-    assert_eq!(rig.count("heartbeat_missed", &wid), 1);
-    let (_, _, details) = rig
-        .events()
-        .into_iter()
-        .find(|(k, w, _)| k == "pane_respawned" && *w == wid)
-        .unwrap();
+    let details = rig.respawned_as_hung(&wid);
     assert_eq!(details["reason"], "heartbeat expired (hung)");
     assert_eq!(details["old_pid"], shell);
-    wait_for("stopped worker killed", || !pid_alive(worker));
+    wait_for("stopped worker killed", WAIT, || !pid_alive(worker));
     // Respawned in place from the registered argv: the worker itself is now the pane process.
     rig.wait_managed(&pane);
     assert_ne!(rig.pane_pid(&pane), shell);
 
-    wait_for("command completed by the new incarnation", || {
-        rig.conn()
-            .exists::<_, bool>(rig.keys.result(&cmd.id))
-            .unwrap()
-    });
-    let raw: String = rig.conn().lindex(rig.keys.result(&cmd.id), 0).unwrap();
-    let result: Value = serde_json::from_str(&raw).unwrap();
+    let result = rig.wait_result("command completed by the new incarnation", &cmd.id);
     assert_eq!(result["ok"], true, "{result}");
-    let completed = rig
-        .events()
-        .iter()
-        .filter(|(k, _, _)| k == "command_completed")
-        .count();
+    let completed = rig.count("command_completed", "");
     assert_eq!(completed, 1, "completed exactly once");
     // Killing a hung worker is the coordinator's own act, reported by `pane_respawned`
     // (with its reason), not as an exit.
@@ -604,13 +536,10 @@ fn a_sigstopped_worker_is_found_by_its_heartbeat_and_respawned_with_nothing_lost
 #[test]
 fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation() {
     let rig = Rig::new();
-    let script = rig.dir.path().join("slow.sh");
-    std::fs::write(
-        &script,
+    let script = rig.script(
+        "slow.sh",
         "#!/bin/sh\ncat >/dev/null\nsleep 2\necho '{\"done\": true}'\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let _coord = rig.coordinator(&[], "coord.log");
     let handler = format!("slow={}", script.display());
     let pane = rig.start_worker(&["--handler", &handler]);
@@ -618,32 +547,14 @@ fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation()
     rig.wait_managed(&pane);
 
     let cmd = panebus::schema::Command::new("slow", serde_json::json!({}), "test");
-    let _: () = rig
-        .conn()
-        .lpush(rig.keys.queue(&wid), cmd.to_json())
-        .unwrap();
-    wait_for("command taken", || {
-        rig.conn()
-            .llen::<_, usize>(rig.keys.processing(&wid))
-            .unwrap()
-            == 1
-    });
-    kill(rig.pane_pid(&pane), libc::SIGKILL);
+    rig.enqueue(&wid, &cmd);
+    wait_for("command taken", WAIT, || rig.processing_len(&wid) == 1);
+    signal_pid(rig.pane_pid(&pane), libc::SIGKILL);
 
-    wait_for("result stored", || {
-        rig.conn()
-            .exists::<_, bool>(rig.keys.result(&cmd.id))
-            .unwrap()
-    });
-    let raw: String = rig.conn().lindex(rig.keys.result(&cmd.id), 0).unwrap();
-    let result: Value = serde_json::from_str(&raw).unwrap();
+    let result = rig.wait_result("result stored", &cmd.id);
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(result["attempt"], 2, "{result}");
-    let completed = rig
-        .events()
-        .iter()
-        .filter(|(k, _, _)| k == "command_completed")
-        .count();
+    let completed = rig.count("command_completed", "");
     assert_eq!(completed, 1);
     let requeued: usize = rig
         .events()
@@ -654,12 +565,7 @@ fn a_command_in_flight_during_a_kill_is_completed_once_by_the_next_incarnation()
     // The coordinator requeues before it respawns, so it is the one that requeues.
     assert_eq!(requeued, 1, "requeued exactly once");
     // The ack follows the stored result (same pipeline, not atomic).
-    wait_for("acked", || {
-        rig.conn()
-            .llen::<_, usize>(rig.keys.processing(&wid))
-            .unwrap()
-            == 0
-    });
+    wait_for("acked", WAIT, || rig.processing_len(&wid) == 0);
 }
 
 fn lease_holder_pid(rig: &Rig) -> Option<u32> {
@@ -683,17 +589,17 @@ fn two_coordinators_elect_one_leader_and_the_standby_takes_over() {
     assert_eq!(leader, leader_proc.0.id());
 
     leader_proc.signal(libc::SIGKILL);
-    leader_proc.wait_exit();
-    wait_for("standby took over", || {
+    leader_proc.wait_exit(EXIT).expect("process did not exit");
+    wait_for("standby took over", WAIT, || {
         lease_holder_pid(&rig) == Some(standby.0.id())
     });
-    wait_for("second coordinator_started", || {
+    wait_for("second coordinator_started", WAIT, || {
         rig.count("coordinator_started", "") == 2
     });
     // The new leader acts: a death is handled once, with the new fencing token.
     let old_pid = rig.pane_pid(&pane);
-    kill(old_pid, libc::SIGKILL);
-    wait_for("respawned by the new leader", || {
+    signal_pid(old_pid, libc::SIGKILL);
+    wait_for("respawned by the new leader", WAIT, || {
         rig.count("pane_respawned", &wid) == 1
     });
     let (_, _, d) = rig
@@ -713,8 +619,7 @@ fn a_restarted_coordinator_acts_only_on_differences() {
     let pane = rig.start_worker(&[]);
     let wid = Rig::worker_id(&pane);
     rig.wait_managed(&pane);
-    first.signal(libc::SIGTERM);
-    assert!(first.wait_exit().success());
+    assert!(first.stop(EXIT).success());
     // Without a coordinator, `restart` says so instead of acting behind anyone's back.
     let out = rig.panebus(&["restart", &pane]).output().unwrap();
     assert!(!out.status.success());
@@ -723,7 +628,7 @@ fn a_restarted_coordinator_acts_only_on_differences() {
     // A healthy pane is left as it is by the next coordinator.
     let pid = rig.pane_pid(&pane);
     let second = rig.coordinator(&[], "second.log");
-    wait_for("second coordinator started", || {
+    wait_for("second coordinator started", WAIT, || {
         rig.count("coordinator_started", "") == 2
     });
     std::thread::sleep(Duration::from_millis(1000));
@@ -732,10 +637,10 @@ fn a_restarted_coordinator_acts_only_on_differences() {
     drop(second);
 
     // A pane that died while no coordinator ran is respawned exactly once by the next one.
-    kill(pid, libc::SIGKILL);
-    wait_for("pane dead", || rig.pane(&pane, "#{pane_dead}") == "1");
+    signal_pid(pid, libc::SIGKILL);
+    wait_for("pane dead", WAIT, || rig.pane(&pane, "#{pane_dead}") == "1");
     let _third = rig.coordinator(&[], "third.log");
-    wait_for("respawned", || rig.count("pane_respawned", &wid) == 1);
+    wait_for("respawned", WAIT, || rig.count("pane_respawned", &wid) == 1);
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(rig.count("pane_respawned", &wid), 1);
 }
@@ -784,7 +689,7 @@ fn the_coordinator_exits_with_a_clear_message_when_tmux_dies() {
     let pane = rig.start_worker(&[]);
     rig.wait_managed(&pane);
     rig.tmux.run(&["kill-server"]);
-    let status = coord.wait_exit();
+    let status = coord.wait_exit(EXIT).expect("process did not exit");
     assert!(!status.success());
     let log = rig.log("coord.log");
     assert!(log.contains("is gone"), "{log}");
@@ -798,11 +703,11 @@ fn the_watchdog_respawns_a_hung_worker_through_the_tmux_binary() {
     let url = format!("redis://127.0.0.1:{}/0", proxy.port);
     let pane = rig.start_pane(bin(), &["worker", "--role", "r"], Some(&url));
     let wid = Rig::worker_id(&pane);
-    wait_for("registered", || {
+    wait_for("registered", WAIT, || {
         rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
     });
     let socket = rig.tmux.socket.to_str().unwrap().to_string();
-    let _watchdog = Proc(
+    let _watchdog = ChildGuard(
         rig.panebus(&[
             "watchdog",
             "-S",
@@ -819,10 +724,10 @@ fn the_watchdog_respawns_a_hung_worker_through_the_tmux_binary() {
     );
     let old_pid = rig.pane_pid(&pane);
     proxy.frozen.store(true, Ordering::SeqCst);
-    wait_for("watchdog respawned", || {
+    wait_for("watchdog respawned", WAIT, || {
         rig.count("pane_respawned", &wid) == 1
     });
-    wait_for("new incarnation registered", || {
+    wait_for("new incarnation registered", WAIT, || {
         rig.pane_pid(&pane) != old_pid && rig.registered_pid(&pane) == Some(rig.pane_pid(&pane))
     });
     proxy.frozen.store(false, Ordering::SeqCst);
@@ -834,17 +739,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn event_ms(rig: &Rig, kind: &str, worker: &str, skip: usize) -> Option<u64> {
-    let reply: redis::streams::StreamRangeReply = rig.conn().xrange_all(rig.keys.events()).unwrap();
-    reply
-        .ids
-        .iter()
-        .filter(|e| {
-            e.get::<String>("type").as_deref() == Some(kind)
-                && e.get::<String>("worker").as_deref() == Some(worker)
-        })
+    stream_events(&mut rig.conn(), &rig.keys)
+        .into_iter()
+        .filter(|e| e.kind == kind && e.worker == worker)
         .nth(skip)
-        .and_then(|e| e.get::<String>("ts_ms"))
-        .and_then(|t| t.parse().ok())
+        .map(|e| e.ts_ms)
 }
 
 /// Times (ms, this host's clock) at which Redis reported a `set` of `key`: keyspace
@@ -909,7 +808,7 @@ fn detection_latency() {
         std::thread::sleep(Duration::from_millis(300));
         let pid = rig.pane_pid(&pane);
         let killed_ms = panebus::schema::now_ms();
-        kill(pid, libc::SIGKILL);
+        signal_pid(pid, libc::SIGKILL);
         let mut exited = None;
         let deadline = Instant::now() + Duration::from_secs(40);
         while exited.is_none() {
@@ -931,11 +830,11 @@ fn detection_latency() {
         };
         detect.push(exited.saturating_sub(killed_ms) as f64);
         registered.push(first_set.saturating_sub(killed_ms) as f64);
-        wait_for("re-registered", || {
+        wait_for("re-registered", WAIT, || {
             let p = rig.pane_pid(&pane);
             p != pid && rig.registered_pid(&pane) == Some(p)
         });
-        wait_for("pane_respawned", || {
+        wait_for("pane_respawned", WAIT, || {
             event_ms(&rig, "pane_respawned", &wid, round).is_some()
         });
         let respawn_sent = event_ms(&rig, "pane_respawned", &wid, round).unwrap();
@@ -978,14 +877,11 @@ fn a_worker_stopped_on_purpose_stays_down_until_restarted() {
     let wid = Rig::worker_id(&pane);
     rig.wait_managed(&pane);
     let shutdown = panebus::schema::Command::new("shutdown", serde_json::json!({}), "test");
-    let _: () = rig
-        .conn()
-        .lpush(rig.keys.queue(&wid), shutdown.to_json())
-        .unwrap();
-    wait_for("pane dead with status 0", || {
+    rig.enqueue(&wid, &shutdown);
+    wait_for("pane dead with status 0", WAIT, || {
         rig.pane(&pane, "#{pane_dead} #{pane_dead_status}") == "1 0"
     });
-    wait_for("shown as stopped", || {
+    wait_for("shown as stopped", WAIT, || {
         rig.pane(&pane, "#{@panebus_state}") == "stopped"
     });
     std::thread::sleep(Duration::from_millis(800));
@@ -1020,8 +916,7 @@ fn with_on_tmux_exit_wait_the_coordinator_attaches_again() {
     assert!(out.status.success());
     let pane = rig.start_worker(&[]);
     rig.wait_managed(&pane);
-    coord.signal(libc::SIGTERM);
-    assert!(coord.wait_exit().success(), "{}", rig.log("coord.log"));
+    assert!(coord.stop(EXIT).success(), "{}", rig.log("coord.log"));
 }
 
 #[tokio::test]
@@ -1075,8 +970,8 @@ fn a_hostile_session_name_is_only_ever_data() {
     let wid = Rig::worker_id(&pane);
     rig.wait_managed(&pane);
     let old_pid = rig.pane_pid(&pane);
-    kill(old_pid, libc::SIGKILL);
-    wait_for("respawned", || rig.count("pane_respawned", &wid) == 1);
+    signal_pid(old_pid, libc::SIGKILL);
+    wait_for("respawned", WAIT, || rig.count("pane_respawned", &wid) == 1);
     let (_, _, details) = rig
         .events()
         .into_iter()
@@ -1163,7 +1058,7 @@ fn coordinator_cost() {
     let mut kills = 0usize;
     while start.elapsed() < Duration::from_secs(secs) {
         let victim = rig.pane_pid(&started[kills % panes]);
-        kill(victim, libc::SIGKILL);
+        signal_pid(victim, libc::SIGKILL);
         kills += 1;
         std::thread::sleep(Duration::from_millis(churn_ms));
     }
@@ -1200,15 +1095,15 @@ fn the_coordinator_rides_out_a_redis_restart() {
         "{}",
         rig.log("coord.log")
     );
-    wait_for("lease taken again", || {
+    wait_for("lease taken again", WAIT, || {
         rig.conn()
             .exists::<_, bool>(rig.keys.lease(NODE, SESSION))
             .unwrap()
     });
     rig.wait_managed(&pane);
     let old_pid = rig.pane_pid(&pane);
-    kill(old_pid, libc::SIGKILL);
-    wait_for("respawned after the Redis restart", || {
+    signal_pid(old_pid, libc::SIGKILL);
+    wait_for("respawned after the Redis restart", WAIT, || {
         rig.count("pane_respawned", &wid) == 1
     });
     rig.wait_managed(&pane);

@@ -14,7 +14,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use support::chaos::{bin, pid_alive, wait_for, Installation, NODE, ROLE, SESSION};
+use support::chaos::{bin, Installation, NODE, ROLE, SESSION};
+use support::process::{pid_alive, signal_pid, ChildGuard};
+use support::wait::wait_for;
 use support::TmuxServer;
 
 fn text(bytes: &[u8]) -> String {
@@ -36,6 +38,29 @@ fn leads(inst: &Installation) -> bool {
     inst.conn()
         .exists::<_, bool>(inst.keys.lease(NODE, SESSION))
         .unwrap_or(false)
+}
+
+/// Waits up to 30 s until the coordinator leads again, then until it manages every pane.
+fn wait_leads_and_manages(inst: &Installation) {
+    wait_for(
+        "the coordinator leads again",
+        Duration::from_secs(30),
+        || leads(inst),
+    );
+    for pane in &inst.panes {
+        inst.wait_managed(pane);
+    }
+}
+
+/// Dispatches a ping to every worker pane and asserts each answers within 20 s.
+fn every_worker_answers(inst: &Installation) {
+    for pane in &inst.panes {
+        let out = inst
+            .panebus(&["dispatch", pane, "ping", "--wait", "--wait-timeout", "20"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    }
 }
 
 fn pane_pids(inst: &Installation) -> Vec<u32> {
@@ -96,23 +121,10 @@ fn redis_down_for_30_seconds_is_ridden_out_and_the_cli_fails_fast() {
     }
 
     inst.redis.restart();
-    wait_for(
-        "the coordinator leads again",
-        Duration::from_secs(30),
-        || leads(&inst),
-    );
-    for pane in inst.panes.clone() {
-        inst.wait_managed(&pane);
-    }
+    wait_leads_and_manages(&inst);
     // Give a coordinator that would take the silence for hung workers time to act.
     std::thread::sleep(Duration::from_secs(5));
-    for pane in &inst.panes {
-        let out = inst
-            .panebus(&["dispatch", pane, "ping", "--wait", "--wait-timeout", "20"])
-            .output()
-            .unwrap();
-        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    }
+    every_worker_answers(&inst);
     assert_eq!(pane_pids(&inst), pids, "no worker was killed or respawned");
     assert_eq!(
         inst.count("pane_respawned"),
@@ -151,7 +163,7 @@ fn after_a_redis_outage_the_watchdog_takes_no_healthy_worker_for_hung() {
     let pids = pane_pids(&inst);
     let socket = inst.socket();
     let log = std::fs::File::create(inst.log_path("watchdog.log")).unwrap();
-    let _watchdog = support::chaos::Proc(
+    let _watchdog = ChildGuard(
         inst.panebus(&[
             "watchdog",
             "-S",
@@ -197,7 +209,7 @@ fn after_a_redis_outage_the_watchdog_takes_no_healthy_worker_for_hung() {
 
     // It still respawns a worker that stops beating.
     let hung = worker_pid(&inst, &inst.panes[0]).unwrap();
-    support::chaos::signal_pid(hung, libc::SIGSTOP);
+    signal_pid(hung, libc::SIGSTOP);
     let deadline = Instant::now() + Duration::from_secs(30);
     // The respawned pane runs the worker's own argv (what it registered), without `sh -c`.
     let respawned = |inst: &Installation| {
@@ -280,14 +292,7 @@ fn a_redis_restart_without_persistence_loses_the_queues_and_workers_register_aga
         0
     );
 
-    wait_for(
-        "the coordinator leads again",
-        Duration::from_secs(30),
-        || leads(&inst),
-    );
-    for pane in inst.panes.clone() {
-        inst.wait_managed(&pane);
-    }
+    wait_leads_and_manages(&inst);
     // The command that was running finishes and stores its result on the new Redis.
     wait_for(
         "the running command's result",
@@ -305,13 +310,7 @@ fn a_redis_restart_without_persistence_loses_the_queues_and_workers_register_aga
             "a command queued before the restart ran"
         );
     }
-    for pane in &inst.panes {
-        let out = inst
-            .panebus(&["dispatch", pane, "ping", "--wait", "--wait-timeout", "20"])
-            .output()
-            .unwrap();
-        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    }
+    every_worker_answers(&inst);
     assert_eq!(pane_pids(&inst), pids, "no worker was killed or respawned");
 }
 
@@ -418,19 +417,22 @@ fn a_full_disk_under_the_managed_redis_is_reported_with_its_cause() {
             .stdin(Stdio::null());
         cmd
     };
-    let out = panebus(&[
-        "up",
-        "--no-attach",
-        "--managed-redis",
-        "--workers",
-        "1",
-        "-S",
-        &socket,
-        "--session",
-        "full",
-    ])
-    .output()
-    .unwrap();
+    // `up` with a managed Redis and one worker, as session `session`.
+    let up = |session: &str| {
+        panebus(&[
+            "up",
+            "--no-attach",
+            "--managed-redis",
+            "--workers",
+            "1",
+            "-S",
+            &socket,
+            "--session",
+            session,
+        ])
+        .output()
+    };
+    let out = up("full").unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let url = text(&out.stdout)
         .lines()
@@ -449,7 +451,7 @@ fn a_full_disk_under_the_managed_redis_is_reported_with_its_cause() {
     impl Drop for KillOnDrop {
         fn drop(&mut self) {
             if let Some(pid) = self.0 {
-                support::chaos::signal_pid(pid, libc::SIGKILL);
+                signal_pid(pid, libc::SIGKILL);
             }
         }
     }
@@ -479,19 +481,7 @@ fn a_full_disk_under_the_managed_redis_is_reported_with_its_cause() {
     assert!(stderr.contains("free disk space"), "{stderr}");
 
     // A second `up` reuses the managed Redis, and says why it cannot go on.
-    let out = panebus(&[
-        "up",
-        "--no-attach",
-        "--managed-redis",
-        "--workers",
-        "1",
-        "-S",
-        &socket,
-        "--session",
-        "full2",
-    ])
-    .output()
-    .unwrap();
+    let out = up("full2").unwrap();
     let stderr = text(&out.stderr);
     println!("up on a full disk: exit {}: {stderr}", code(&out));
     assert!(!out.status.success());

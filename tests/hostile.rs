@@ -13,15 +13,19 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use panebus::bus::{Delivery, Keys};
 use panebus::schema::{self, DecodeError, DlqCommand};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use support::{RedisServer, TmuxServer};
+use support::coordinator::start_coordinator;
+use support::panebus::PrivateBus;
+use support::process::{signal_pid, ChildGuard};
+use support::wait::wait_for;
+use support::{RedisServer, TmuxServer, NO_ENV};
 
 const NS: &str = "hostile";
 const NODE: &str = "hnode";
@@ -272,130 +276,39 @@ fn each_kind_of_poison_gets_its_typed_error() {
 // ---------------------------------------------------------------------------------------
 // The bus: one private redis-server and `panebus` processes.
 
-/// A private redis-server plus the environment every `panebus` call gets.
-struct Bus {
-    redis: RedisServer,
-    keys: Keys,
-    env: Vec<(String, String)>,
+/// A private bus with this file's namespace and node, and a slower heartbeat (300 ms).
+fn start_bus() -> PrivateBus {
+    let mut bus = PrivateBus::start(NS, NODE);
+    bus.set("PANEBUS_HEARTBEAT_INTERVAL", "300ms");
+    bus
 }
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts `panebus worker --role h EXTRA` for pane `pane` (TMUX_PANE set, no tmux needed)
+/// and waits until it is alive on the bus.
+fn worker(bus: &PrivateBus, pane: &str, extra: &[&str]) -> ChildGuard {
+    bus.role_worker(pane, "h", extra)
 }
 
-impl Bus {
-    fn start() -> Bus {
-        let redis = RedisServer::start();
-        let env = vec![
-            ("PANEBUS_REDIS_URL".to_string(), redis.url()),
-            ("PANEBUS_NAMESPACE".to_string(), NS.to_string()),
-            ("PANEBUS_NODE".to_string(), NODE.to_string()),
-            (
-                "PANEBUS_HEARTBEAT_INTERVAL".to_string(),
-                "300ms".to_string(),
-            ),
-            ("PANEBUS_HEARTBEAT_TTL".to_string(), "5".to_string()),
-            ("PANEBUS_LOG_LEVEL".to_string(), "warn".to_string()),
-        ];
-        Bus {
-            redis,
-            keys: Keys::new(NS),
-            env,
-        }
-    }
+fn push_raw(bus: &PrivateBus, worker: &str, element: &[u8]) {
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(bus.keys.queue(worker))
+        .arg(element)
+        .query(&mut bus.redis.conn())
+        .unwrap();
+}
 
-    fn set(&mut self, name: &str, value: &str) {
-        self.env.retain(|(k, _)| k != name);
-        self.env.push((name.to_string(), value.to_string()));
-    }
+fn llen(bus: &PrivateBus, key: &str) -> usize {
+    redis::cmd("LLEN")
+        .arg(key)
+        .query(&mut bus.redis.conn())
+        .unwrap()
+}
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_panebus"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run panebus")
-    }
-
-    fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start panebus");
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// `panebus ARGS --json`, asserting success.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.run(&all);
-        assert_eq!(code(&out), 0, "panebus {args:?}: {}", text(&out.stderr));
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("panebus {args:?} printed invalid JSON ({e})"))
-    }
-
-    /// Starts `panebus worker` for pane `pane` (TMUX_PANE set, no tmux needed).
-    fn worker(&self, pane: &str, extra: &[&str]) -> Proc {
-        let mut args = vec!["worker", "--role", "h"];
-        args.extend_from_slice(extra);
-        let child = self
-            .command(&args)
-            .env("TMUX_PANE", pane)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start panebus worker");
-        let id = format!("{NODE}/{pane}");
-        wait_for(&format!("worker {id} alive"), || self.alive(&id));
-        Proc(child)
-    }
-
-    fn alive(&self, id: &str) -> bool {
-        self.json(&["panes"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["id"] == id && p["alive"] == true)
-    }
-
-    fn push_raw(&self, worker: &str, element: &[u8]) {
-        let _: i64 = redis::cmd("LPUSH")
-            .arg(self.keys.queue(worker))
-            .arg(element)
-            .query(&mut self.redis.conn())
-            .unwrap();
-    }
-
-    fn llen(&self, key: &str) -> usize {
-        redis::cmd("LLEN")
-            .arg(key)
-            .query(&mut self.redis.conn())
-            .unwrap()
-    }
-
-    fn dlq(&self) -> Vec<Value> {
-        self.json(&["dlq", "list", "--limit", "1000"])
-            .as_array()
-            .unwrap()
-            .clone()
-    }
+fn dlq(bus: &PrivateBus) -> Vec<Value> {
+    bus.json(&["dlq", "list", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn code(out: &Output) -> i32 {
@@ -417,20 +330,15 @@ fn assert_exit(out: &Output, expected: i32, message: &str) {
     assert!(err.contains(message), "stderr lacks {message:?}: {err}");
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(40);
 
 #[test]
 fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
-    let bus = Bus::start();
+    let bus = start_bus();
     let marker = tempfile::tempdir().unwrap();
     let m = marker.path().join("ran");
-    let _worker = bus.worker("%1", &[]);
+    let _worker = worker(&bus, "%1", &[]);
     let id = format!("{NODE}/%1");
 
     let deep = deep_payload(200_000, "[", "]");
@@ -466,12 +374,12 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
         ),
     ];
     for (element, _) in &poison {
-        bus.push_raw(&id, element);
+        push_raw(&bus, &id, element);
     }
-    wait_for("every element is dead-lettered", || {
-        bus.dlq().len() == poison.len()
+    wait_for("every element is dead-lettered", WAIT, || {
+        dlq(&bus).len() == poison.len()
     });
-    let dlq = bus.dlq();
+    let dlq = dlq(&bus);
     for (element, expected) in &poison {
         let raw = String::from_utf8_lossy(element);
         let entry = dlq
@@ -494,7 +402,8 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
     }
     // Extreme numbers are valid and run: a time limit of u64::MAX ms means no practical
     // limit, a creation time in the future gives a latency of 0.
-    bus.push_raw(
+    push_raw(
+        &bus,
         &id,
         br#"{"id":"huge-numbers","type":"ping","timeout_ms":18446744073709551615,"created_ms":18446744073709551615,"attempt":4294967295,"max_attempts":4294967295}"#,
     );
@@ -523,11 +432,11 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
     }
 
     // Nothing is left behind, the worker still serves, nothing ran.
-    assert_eq!(bus.llen(&bus.keys.queue(&id)), 0);
-    assert_eq!(bus.llen(&bus.keys.processing(&id)), 0);
+    assert_eq!(llen(&bus, &bus.keys.queue(&id)), 0);
+    assert_eq!(llen(&bus, &bus.keys.processing(&id)), 0);
     let pong = bus.json(&["dispatch", "%1", "ping", "--wait"]);
     assert_eq!(pong["ok"], true, "{pong}");
-    assert!(bus.alive(&id));
+    assert!(bus.alive("%1"));
     assert!(!m.exists(), "a queue element ran a command");
     // Counts at the edge of what Redis takes: every entry, or a usage error.
     let all = bus.json(&["dlq", "list", "--limit", "9223372036854775807"]);
@@ -548,7 +457,7 @@ fn poison_of_every_kind_reaches_the_dlq_and_the_worker_survives() {
 
 #[test]
 fn poison_left_unacked_by_a_dead_worker_is_recovered_into_the_dlq() {
-    let bus = Bus::start();
+    let bus = start_bus();
     let id = format!("{NODE}/%2");
     // A crashed incarnation left bytes that are not UTF-8 in the processing list.
     let _: i64 = redis::cmd("LPUSH")
@@ -556,23 +465,26 @@ fn poison_left_unacked_by_a_dead_worker_is_recovered_into_the_dlq() {
         .arg(&b"\x80\x81 left behind"[..])
         .query(&mut bus.redis.conn())
         .unwrap();
-    let _worker = bus.worker("%2", &[]);
-    wait_for("the leftover is dead-lettered", || bus.dlq().len() == 1);
-    let entry = &bus.dlq()[0];
+    let _worker = worker(&bus, "%2", &[]);
+    wait_for("the leftover is dead-lettered", WAIT, || {
+        dlq(&bus).len() == 1
+    });
+    let entry = &dlq(&bus)[0];
     assert_eq!(entry["reason"], "poison");
     assert_eq!(entry["command"], "\u{fffd}\u{fffd} left behind");
     assert!(entry["error"].as_str().unwrap().contains("not UTF-8"));
-    assert_eq!(bus.llen(&bus.keys.processing(&id)), 0);
+    assert_eq!(llen(&bus, &bus.keys.processing(&id)), 0);
     let pong = bus.json(&["dispatch", "%2", "ping", "--wait"]);
     assert_eq!(pong["ok"], true, "{pong}");
 }
 
 #[test]
 fn hostile_payloads_and_types_arrive_literally_or_fail_with_exit_6() {
-    let bus = Bus::start();
+    let bus = start_bus();
     let marker = tempfile::tempdir().unwrap();
     let m = marker.path().join("ran");
-    let _worker = bus.worker(
+    let _worker = worker(
+        &bus,
         "%3",
         &[
             "--handler",
@@ -659,8 +571,7 @@ fn hostile_payloads_and_types_arrive_literally_or_fail_with_exit_6() {
     // the table shows it on one line without control characters.
     let failed = bus.run(&["dispatch", "%3", "fail", "--wait"]);
     assert_eq!(code(&failed), 7, "{}", text(&failed.stderr));
-    let entry = bus
-        .dlq()
+    let entry = dlq(&bus)
         .into_iter()
         .find(|e| e["command"]["type"] == "fail")
         .unwrap();
@@ -670,22 +581,22 @@ fn hostile_payloads_and_types_arrive_literally_or_fail_with_exit_6() {
     );
     let table = bus.run(&["dlq", "list"]);
     let table = text(&table.stdout);
-    assert_eq!(table.lines().count(), 1 + bus.dlq().len(), "{table}");
+    assert_eq!(table.lines().count(), 1 + dlq(&bus).len(), "{table}");
     assert!(
         !table.chars().any(|c| c.is_control() && c != '\n'),
         "{table:?}"
     );
 
     assert!(!m.exists(), "hostile text ran a command");
-    assert_eq!(bus.llen(&bus.keys.queue(&format!("{NODE}/%3"))), 0);
+    assert_eq!(llen(&bus, &bus.keys.queue(&format!("{NODE}/%3"))), 0);
 }
 
 #[test]
 fn the_payload_limit_is_exact_and_oversize_is_exit_6_with_nothing_queued() {
-    let mut bus = Bus::start();
+    let mut bus = start_bus();
     let limit = 4000;
     bus.set("PANEBUS_MAX_PAYLOAD_BYTES", &limit.to_string());
-    let _worker = bus.worker("%4", &["--handler", "echo=cat"]);
+    let _worker = worker(&bus, "%4", &["--handler", "echo=cat"]);
     let queue = bus.keys.queue(&format!("{NODE}/%5"));
 
     // Measure the envelope on a queue nobody drains, then fill it up to the byte.
@@ -721,8 +632,8 @@ fn the_payload_limit_is_exact_and_oversize_is_exit_6_with_nothing_queued() {
         let out = bus.run(args);
         assert_exit(&out, 6, &format!("more than the limit of {limit} bytes"));
     }
-    assert_eq!(bus.llen(&queue), 0);
-    assert_eq!(bus.llen(&bus.keys.queue(&format!("{NODE}/%4"))), 0);
+    assert_eq!(llen(&bus, &queue), 0);
+    assert_eq!(llen(&bus, &bus.keys.queue(&format!("{NODE}/%4"))), 0);
 
     // At the limit it also runs (the envelope does not depend on the worker): the worker
     // echoes the payload back.
@@ -819,8 +730,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
     let program = bin_dir.join("w;kill-server #{pane_id} #(false) $(false) `false` 'q' \"d\"");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_panebus"), &program).unwrap();
 
-    let log = std::fs::File::create(scratch.path().join("coord.log")).unwrap();
-    let mut coordinator = Proc(
+    let mut coordinator = start_coordinator(
         panebus(&[
             "attach",
             &session,
@@ -830,60 +740,31 @@ fn hostile_session_window_and_program_names_are_only_data() {
             "200ms",
             "--backoff-base",
             "200ms",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap(),
+        ]),
+        &scratch.path().join("coord.log"),
+        &redis,
+        &keys.lease(NODE, &session),
     );
-    wait_for("the coordinator holds its lease", || {
-        redis::cmd("EXISTS")
-            .arg(keys.lease(NODE, &session))
-            .query::<bool>(&mut redis.conn())
-            .unwrap()
-    });
-    let mut new_window = vec![
-        "new-window".to_string(),
-        "-d".into(),
-        "-P".into(),
-        "-F".into(),
-        "#{pane_id}".into(),
-        "-t".into(),
-        format!("={session}:"),
-    ];
-    for (k, v) in &env {
-        new_window.extend(["-e".to_string(), format!("{k}={v}")]);
-    }
-    new_window.extend([
-        "--".to_string(),
-        program.to_str().unwrap().to_string(),
-        "worker".into(),
-        "--role".into(),
-        "h".into(),
-    ]);
-    let args: Vec<&str> = new_window.iter().map(String::as_str).collect();
-    let pane = tmux.run(&args).trim().to_string();
+    let pane = tmux.new_window(
+        &format!("={session}:"),
+        &env,
+        &[program.to_str().unwrap(), "worker", "--role", "h"],
+    );
     let worker = format!("{NODE}/{pane}");
     let display = |format: &str| {
         tmux.run(&["display-message", "-p", "-t", &pane, format])
             .trim_end_matches('\n')
             .to_string()
     };
-    wait_for("the coordinator manages the worker", || {
+    wait_for("the coordinator manages the worker", WAIT, || {
         display("#{@panebus_worker}") == worker
     });
     // A program in another window sets a hostile window name and pane title (after a
     // second, once its window allows renaming).
-    let renamer = tmux
-        .run(&[
-            "new-window",
-            "-d",
-            "-P",
-            "-F",
-            "#{pane_id}",
-            "-t",
-            &format!("={session}:"),
-            "--",
+    let renamer = tmux.new_window(
+        &format!("={session}:"),
+        NO_ENV,
+        &[
             "sh",
             "-c",
             "sleep 1; printf '\\033k%s\\033\\\\\\033]2;%s\\033\\\\' \"$1\" \"$1\"; exec sleep 1000",
@@ -892,11 +773,10 @@ fn hostile_session_window_and_program_names_are_only_data() {
                 "r;kill-server #{{window_id}} #(touch {m}) $(touch {m})",
                 m = m.display()
             ),
-        ])
-        .trim()
-        .to_string();
+        ],
+    );
     tmux.run(&["set-option", "-w", "-t", &renamer, "allow-rename", "on"]);
-    wait_for("the program renamed its window", || {
+    wait_for("the program renamed its window", WAIT, || {
         tmux.run(&["display-message", "-p", "-t", &renamer, "#{window_name}"])
             .starts_with("r;kill-server")
     });
@@ -904,11 +784,8 @@ fn hostile_session_window_and_program_names_are_only_data() {
 
     // Kill -9 the worker: respawned in place through its hostile program path.
     let old_pid: u32 = display("#{pane_pid}").parse().unwrap();
-    // SAFETY: SIGKILL to a process this test started through tmux.
-    unsafe {
-        libc::kill(old_pid as libc::pid_t, libc::SIGKILL);
-    }
-    wait_for("the worker is respawned", || {
+    signal_pid(old_pid, libc::SIGKILL);
+    wait_for("the worker is respawned", WAIT, || {
         display("#{pane_dead}") == "0"
             && display("#{pane_pid}").parse::<u32>().unwrap() != old_pid
             && !display("#{pane_current_command}").is_empty()
@@ -920,7 +797,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
         assert_eq!(code(&out), 0, "panebus {args:?}: {}", text(&out.stderr));
         text(&out.stdout)
     };
-    wait_for("the respawned worker is registered", || {
+    wait_for("the respawned worker is registered", WAIT, || {
         let panes: Value = serde_json::from_str(&bus_cli(&["panes", "--json"])).unwrap();
         panes.as_array().unwrap().iter().any(|p| {
             p["id"] == worker.as_str()
@@ -934,7 +811,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
     assert_eq!(status["workers"]["alive"], 1, "{status}");
     assert!(bus_cli(&["status-line"]).contains('1'));
     assert!(bus_cli(&["status-line", "--format", "plain"]).contains('1'));
-    wait_for("the session status option", || {
+    wait_for("the session status option", WAIT, || {
         tmux.run(&[
             "show-options",
             "-v",
@@ -949,7 +826,7 @@ fn hostile_session_window_and_program_names_are_only_data() {
     for extra in [&[][..], &["--session", session.as_str()][..]] {
         let mut args = vec!["tail", pane.as_str(), "-S", socket.as_str()];
         args.extend_from_slice(extra);
-        let mut tail = Proc(
+        let mut tail = ChildGuard(
             panebus(&args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -1026,30 +903,36 @@ command = ["sh", "-c", "printf '%s|%s|%s' \"$0\" \"$V\" \"$(pwd)\" > {marker}; e
     let file = home.path().join("panebus.toml");
     std::fs::write(&file, layout).unwrap();
     let socket = tmux.socket.to_str().unwrap().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_panebus"))
-        .args([
-            "up",
-            "--no-attach",
-            "-S",
-            &socket,
-            "-f",
-            file.to_str().unwrap(),
-        ])
-        .env_remove("TMUX")
-        .env_remove("TMUX_PANE")
-        .env("PANEBUS_REDIS_URL", redis.url())
-        .env("PANEBUS_NAMESPACE", NS)
-        .env("PANEBUS_NODE", NODE)
-        .env("XDG_RUNTIME_DIR", home.path().join("run"))
-        .env("XDG_STATE_HOME", home.path().join("state"))
-        .env("HOME", home.path())
-        .current_dir(home.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    // `panebus ARGS` on the private bus, with a home of its own.
+    let panebus_at_home = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_panebus"));
+        command
+            .args(args)
+            .env_remove("TMUX")
+            .env("PANEBUS_REDIS_URL", redis.url())
+            .env("PANEBUS_NAMESPACE", NS)
+            .env("PANEBUS_NODE", NODE)
+            .env("XDG_RUNTIME_DIR", home.path().join("run"))
+            .env("XDG_STATE_HOME", home.path().join("state"))
+            .env("HOME", home.path());
+        command
+    };
+    let out = panebus_at_home(&[
+        "up",
+        "--no-attach",
+        "-S",
+        &socket,
+        "-f",
+        file.to_str().unwrap(),
+    ])
+    .env_remove("TMUX_PANE")
+    .current_dir(home.path())
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
     assert_eq!(code(&out), 0, "up: {}", text(&out.stderr));
-    wait_for("the probe pane wrote its marker", || marker.exists());
-    wait_for("the marker is complete", || {
+    wait_for("the probe pane wrote its marker", WAIT, || marker.exists());
+    wait_for("the marker is complete", WAIT, || {
         std::fs::read_to_string(&marker)
             .unwrap()
             .matches('|')
@@ -1066,15 +949,7 @@ command = ["sh", "-c", "printf '%s|%s|%s' \"$0\" \"$V\" \"$(pwd)\" > {marker}; e
             .collect::<BTreeSet<_>>(),
         BTreeSet::from(["plain", "semi"])
     );
-    let down = Command::new(env!("CARGO_BIN_EXE_panebus"))
-        .args(["down", "semi", "-S", &socket])
-        .env_remove("TMUX")
-        .env("PANEBUS_REDIS_URL", redis.url())
-        .env("PANEBUS_NAMESPACE", NS)
-        .env("PANEBUS_NODE", NODE)
-        .env("XDG_RUNTIME_DIR", home.path().join("run"))
-        .env("XDG_STATE_HOME", home.path().join("state"))
-        .env("HOME", home.path())
+    let down = panebus_at_home(&["down", "semi", "-S", &socket])
         .output()
         .unwrap();
     assert_eq!(code(&down), 0, "down: {}", text(&down.stderr));

@@ -10,12 +10,16 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use panebus::bus::Keys;
 use redis::Commands;
 use serde_json::Value;
+use support::coordinator::{attach_args, registered_pid, start_coordinator};
+use support::events::stream_events;
+use support::process::{signal_pid, ChildGuard};
+use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
 const NS: &str = "multi";
@@ -24,16 +28,6 @@ const SESSION: &str = "work";
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_panebus")
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One host: a tmux server and the node name its processes use.
@@ -91,64 +85,27 @@ impl Node {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    fn coordinator(&self, redis: &RedisServer, log: &str) -> Proc {
+    fn coordinator(&self, redis: &RedisServer, log: &str) -> ChildGuard {
         let socket = self.socket();
-        let log = std::fs::File::create(self.logs.path().join(log)).unwrap();
-        let child = self
-            .panebus(
-                redis,
-                &[
-                    "attach",
-                    SESSION,
-                    "-S",
-                    &socket,
-                    "--check-interval",
-                    "200ms",
-                    "--lease-ttl",
-                    "2s",
-                    "--backoff-base",
-                    "200ms",
-                    "--heartbeat-grace",
-                    "3s",
-                ],
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let keys = Keys::new(NS);
-        wait_for(
-            &format!("{}'s coordinator holds its lease", self.name),
-            || {
-                redis
-                    .conn()
-                    .exists::<_, bool>(keys.lease(self.name, SESSION))
-                    .unwrap()
-            },
-        );
-        Proc(child)
+        start_coordinator(
+            self.panebus(redis, &attach_args(SESSION, &socket)),
+            &self.logs.path().join(log),
+            redis,
+            &Keys::new(NS).lease(self.name, SESSION),
+        )
     }
 
     /// Starts `panebus worker --role ROLE` as the command of a new window; its pane id.
     fn start_worker(&self, redis: &RedisServer, role: &str) -> String {
-        let mut args: Vec<String> = ["new-window", "-d", "-P", "-F", "#{pane_id}", "-t"]
-            .map(String::from)
-            .to_vec();
-        args.push(format!("={SESSION}:"));
-        for (k, v) in self.env(redis) {
-            args.push("-e".into());
-            args.push(format!("{k}={v}"));
-        }
-        args.extend(["--", bin(), "worker", "--role", role].map(String::from));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.tmux.run(&args).trim().to_string()
+        self.tmux.new_window(
+            &format!("={SESSION}:"),
+            &self.env(redis),
+            &[bin(), "worker", "--role", role],
+        )
     }
 
     fn pane(&self, pane: &str, format: &str) -> String {
-        self.tmux
-            .run(&["display-message", "-p", "-t", pane, format])
-            .trim()
-            .to_string()
+        self.tmux.display(pane, format)
     }
 
     fn pane_pid(&self, pane: &str) -> u32 {
@@ -164,10 +121,9 @@ impl Node {
     fn wait_managed(&self, redis: &RedisServer, pane: &str) {
         let id = self.id(pane);
         let keys = Keys::new(NS);
-        wait_for(&format!("{id} managed"), || {
-            let pid: Option<String> = redis.conn().hget(keys.info(&id), "pid").unwrap();
+        wait_for(&format!("{id} managed"), WAIT, || {
             self.pane(pane, "#{@panebus_worker}") == id
-                && pid.and_then(|p| p.parse().ok()) == Some(self.pane_pid(pane))
+                && registered_pid(&mut redis.conn(), &keys, &id) == Some(self.pane_pid(pane))
         });
     }
 
@@ -176,29 +132,14 @@ impl Node {
     }
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(40);
 
 /// Every event as (type, worker, details).
 fn events(redis: &RedisServer) -> Vec<(String, String, Value)> {
-    let reply: redis::streams::StreamRangeReply =
-        redis.conn().xrange_all(Keys::new(NS).events()).unwrap();
-    reply
-        .ids
-        .iter()
-        .map(|e| {
-            let text = |k: &str| e.get::<String>(k).unwrap_or_default();
-            (
-                text("type"),
-                text("worker"),
-                serde_json::from_str(&text("details")).unwrap_or(Value::Null),
-            )
-        })
+    stream_events(&mut redis.conn(), &Keys::new(NS))
+        .into_iter()
+        .map(|e| (e.kind, e.worker, e.details))
         .collect()
 }
 
@@ -216,18 +157,11 @@ fn restarts(redis: &RedisServer, worker: &str) -> usize {
     redis.conn().zcard(Keys::new(NS).restarts(worker)).unwrap()
 }
 
-fn kill9(pid: u32) {
-    // SAFETY: SIGKILL to a worker this test started through tmux.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-    }
-}
-
 /// Kills the worker of `pane` and waits for its own coordinator to respawn it in place.
 fn kill_and_wait_respawn(node: &Node, redis: &RedisServer, pane: &str) {
     let old = node.pane_pid(pane);
-    kill9(old);
-    wait_for(&format!("{} respawned", node.id(pane)), || {
+    signal_pid(old, libc::SIGKILL);
+    wait_for(&format!("{} respawned", node.id(pane)), WAIT, || {
         node.pane(pane, "#{pane_dead}") == "0" && node.pane_pid(pane) != old
     });
     node.wait_managed(redis, pane);
@@ -353,7 +287,7 @@ fn two_nodes_share_one_bus_and_each_coordinator_keeps_to_its_own_panes() {
         "restart: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for("alpha's pane restarted", || {
+    wait_for("alpha's pane restarted", WAIT, || {
         alpha.pane_pid(&a_review) != old
     });
     alpha.wait_managed(&redis, &a_review);
@@ -368,15 +302,15 @@ fn two_nodes_share_one_bus_and_each_coordinator_keeps_to_its_own_panes() {
     alpha_coord.0.kill().unwrap();
     alpha_coord.0.wait().unwrap();
     let keys = Keys::new(NS);
-    wait_for("alpha's lease lapses", || {
+    wait_for("alpha's lease lapses", WAIT, || {
         !redis
             .conn()
             .exists::<_, bool>(keys.lease("alpha", SESSION))
             .unwrap()
     });
     let dead = alpha.pane_pid(&a_build);
-    kill9(dead);
-    wait_for("the dead worker's heartbeat expires", || {
+    signal_pid(dead, libc::SIGKILL);
+    wait_for("the dead worker's heartbeat expires", WAIT, || {
         !redis
             .conn()
             .exists::<_, bool>(keys.heartbeat(&alpha.id(&a_build)))
@@ -394,9 +328,11 @@ fn two_nodes_share_one_bus_and_each_coordinator_keeps_to_its_own_panes() {
         "beta's coordinator acted on alpha's worker"
     );
     let _alpha_coord = alpha.coordinator(&redis, "alpha-2.log");
-    wait_for("alpha's new coordinator respawns its dead pane", || {
-        alpha.pane(&a_build, "#{pane_dead}") == "0" && alpha.pane_pid(&a_build) != dead
-    });
+    wait_for(
+        "alpha's new coordinator respawns its dead pane",
+        WAIT,
+        || alpha.pane(&a_build, "#{pane_dead}") == "0" && alpha.pane_pid(&a_build) != dead,
+    );
     alpha.wait_managed(&redis, &a_build);
     let after = respawned(&redis);
     assert_eq!(

@@ -10,11 +10,12 @@ mod support;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use panebus::bus::Bus;
 use panebus::config::Config;
 use panebus::schema::Command as BusCommand;
+use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
 const NODE: &str = "plugintest";
@@ -31,17 +32,6 @@ fn config_for(redis: &RedisServer) -> Config {
         _ => None,
     })
     .unwrap()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// A tmux client attached through a pty; killed on drop.

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use panebus::worker::prompt::{run_agent, AgentCommand, PromptError, PromptRequest, KILL_GRACE};
+use support::process::process_gone;
+use support::wait::wait_for_async;
 
 fn agent(script: &str) -> AgentCommand {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -37,17 +39,6 @@ async fn run(
     )
     .await;
     (outcome.and_then(|o| o.into_result()), echo_out)
-}
-
-fn process_gone(pid: i32) -> bool {
-    // A zombie still has a /proc entry, but its state is Z: it runs nothing.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .map(|(_, rest)| rest.starts_with('Z'))
-            .unwrap_or(false),
-    }
 }
 
 #[tokio::test]
@@ -141,19 +132,17 @@ async fn timeout_kills_the_whole_process_group() {
     assert!(started.elapsed() >= Duration::from_millis(1500));
 
     let pids = std::fs::read_to_string(&pidfile).expect("hang.sh wrote its pids");
-    let pids: Vec<i32> = pids
+    let pids: Vec<u32> = pids
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
     assert_eq!(pids.len(), 2, "agent and its child");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !pids.iter().all(|&pid| process_gone(pid)) {
-        assert!(
-            Instant::now() < deadline,
-            "agent {pids:?} still running after the timeout"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_async(
+        &format!("agent {pids:?} to end after the timeout"),
+        Duration::from_secs(20),
+        || async { pids.iter().all(|&pid| process_gone(pid)) },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -4,19 +4,21 @@
 mod support;
 
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::TmuxServer;
+use support::process::ChildGuard;
+use support::wait::wait_for;
+use support::{TmuxServer, NO_ENV};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running `panebus tail`, killed on drop (so a failing test never leaves it behind),
 /// with its stdout and stderr collected by reader threads.
 struct Tail {
-    child: Child,
+    child: ChildGuard,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
 }
@@ -42,7 +44,7 @@ impl Tail {
         let stdout = collect(child.stdout.take().expect("piped stdout"));
         let stderr = collect(child.stderr.take().expect("piped stderr"));
         Tail {
-            child,
+            child: ChildGuard(child),
             stdout,
             stderr,
         }
@@ -58,8 +60,8 @@ impl Tail {
 
     /// Waits until tmux lists tail's control client, so output from now on reaches it.
     fn wait_attached(&mut self, tmux: &TmuxServer) {
-        wait_for("tail's control client", || {
-            if let Ok(Some(status)) = self.child.try_wait() {
+        wait_for("tail's control client", TIMEOUT, || {
+            if let Ok(Some(status)) = self.child.0.try_wait() {
                 panic!("tail exited early ({status}): {}", self.stderr());
             }
             tmux.run(&["list-clients", "-F", "#{client_control_mode}"])
@@ -69,31 +71,25 @@ impl Tail {
     }
 
     fn wait_output(&self, marker: &[u8]) {
-        wait_for("the marker on tail's stdout", || {
+        wait_for("the marker on tail's stdout", TIMEOUT, || {
             contains(&self.stdout(), marker)
         });
     }
 
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for tail") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tail did not exit; stderr: {}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+    /// Waits for tail to exit with `code`, saying `message` on stderr. Its stderr is read
+    /// by a thread of its own, which may still be draining the pipe when tail has exited.
+    fn assert_exit(&mut self, code: i32, message: &str) {
+        let status = self.wait_exit();
+        assert_eq!(status.code(), Some(code), "stderr: {}", self.stderr());
+        wait_for(&format!("{message:?} on tail's stderr"), TIMEOUT, || {
+            self.stderr().contains(message)
+        });
     }
-}
 
-impl Drop for Tail {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn wait_exit(&mut self) -> ExitStatus {
+        self.child
+            .wait_exit(TIMEOUT)
+            .unwrap_or_else(|| panic!("tail did not exit; stderr: {}", self.stderr()))
     }
 }
 
@@ -116,28 +112,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A new window running `sh` (predictable output, unlike an interactive login shell);
 /// returns its pane id.
 fn sh_pane(tmux: &TmuxServer, session: &str) -> String {
-    let id = tmux.run(&[
-        "new-window",
-        "-d",
-        "-P",
-        "-F",
-        "#{pane_id}",
-        "-t",
-        session,
-        "sh",
-    ]);
-    id.trim().to_owned()
+    tmux.new_window(session, NO_ENV, &["sh"])
 }
 
 /// Types `line` and Enter into `pane`.
@@ -164,7 +142,7 @@ fn tail_prints_the_panes_bytes_exactly_and_nothing_from_other_panes() {
     let newer = sh_pane(&tmux, "tailed");
     for (n, from) in [&other, &newer].into_iter().enumerate() {
         type_line(&tmux, from, &format!("printf 'OTHER%sPANE{n}\\n' X"));
-        wait_for("the other pane's output", || {
+        wait_for("the other pane's output", TIMEOUT, || {
             tmux.run(&["capture-pane", "-p", "-t", from])
                 .contains(&format!("OTHERXPANE{n}"))
         });
@@ -185,9 +163,7 @@ fn tail_prints_the_panes_bytes_exactly_and_nothing_from_other_panes() {
 fn an_unknown_pane_is_exit_4_with_a_clear_message() {
     let tmux = TmuxServer::start("tailed");
     let mut tail = Tail::start(&tmux, "%4242");
-    let status = tail.wait_exit();
-    assert_eq!(status.code(), Some(4), "stderr: {}", tail.stderr());
-    assert!(tail.stderr().contains("no pane %4242"), "{}", tail.stderr());
+    tail.assert_exit(4, "no pane %4242");
     assert!(tail.stdout().is_empty());
 }
 
@@ -201,33 +177,17 @@ fn an_explicit_session_is_followed_and_a_missing_one_is_exit_4() {
     tail.wait_output(b"VIA_SESSION");
 
     let mut unknown = Tail::start_with(&tmux, "%4242", &["--session", "tailed"]);
-    let status = unknown.wait_exit();
-    assert_eq!(status.code(), Some(4), "stderr: {}", unknown.stderr());
-    assert!(
-        unknown.stderr().contains("no pane %4242"),
-        "{}",
-        unknown.stderr()
-    );
+    unknown.assert_exit(4, "no pane %4242");
 
     let mut missing = Tail::start_with(&tmux, &pane, &["--session", "nosuch"]);
-    let status = missing.wait_exit();
-    assert_eq!(status.code(), Some(4), "stderr: {}", missing.stderr());
-    assert!(
-        missing
-            .stderr()
-            .contains("cannot attach to session \"nosuch\""),
-        "{}",
-        missing.stderr()
-    );
+    missing.assert_exit(4, "cannot attach to session \"nosuch\"");
 }
 
 #[test]
 fn a_malformed_pane_is_a_usage_error() {
     let tmux = TmuxServer::start("tailed");
     let mut tail = Tail::start(&tmux, "%3;kill-server");
-    let status = tail.wait_exit();
-    assert_eq!(status.code(), Some(2), "stderr: {}", tail.stderr());
-    assert!(tail.stderr().contains("is not a pane"), "{}", tail.stderr());
+    tail.assert_exit(2, "is not a pane");
     tmux.run(&["has-session", "-t", "tailed"]);
 }
 
@@ -238,13 +198,7 @@ fn killing_the_pane_ends_tail_with_a_note() {
     let mut tail = Tail::start(&tmux, &pane);
     tail.wait_attached(&tmux);
     tmux.run(&["kill-pane", "-t", &pane]);
-    let status = tail.wait_exit();
-    assert_eq!(status.code(), Some(0), "stderr: {}", tail.stderr());
-    assert!(
-        tail.stderr().contains(&format!("pane {pane} closed")),
-        "{}",
-        tail.stderr()
-    );
+    tail.assert_exit(0, &format!("pane {pane} closed"));
 }
 
 #[test]
@@ -255,13 +209,7 @@ fn killing_the_session_ends_tail_with_an_error() {
     let mut tail = Tail::start(&tmux, pane.trim());
     tail.wait_attached(&tmux);
     tmux.run(&["kill-session", "-t", "doomed"]);
-    let status = tail.wait_exit();
-    assert_eq!(status.code(), Some(1), "stderr: {}", tail.stderr());
-    assert!(
-        tail.stderr().contains("session \"doomed\" ended"),
-        "{}",
-        tail.stderr()
-    );
+    tail.assert_exit(1, "session \"doomed\" ended");
 }
 
 #[test]
@@ -272,13 +220,7 @@ fn a_pane_whose_process_exits_under_remain_on_exit_ends_tail() {
     let mut tail = Tail::start(&tmux, &pane);
     tail.wait_attached(&tmux);
     type_line(&tmux, &pane, "exit");
-    let status = tail.wait_exit();
-    assert_eq!(status.code(), Some(0), "stderr: {}", tail.stderr());
-    assert!(
-        tail.stderr().contains(&format!("pane {pane} closed")),
-        "{}",
-        tail.stderr()
-    );
+    tail.assert_exit(0, &format!("pane {pane} closed"));
     assert_eq!(
         tmux.run(&["display-message", "-p", "-t", &pane, "#{pane_dead}"])
             .trim(),

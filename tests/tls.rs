@@ -7,7 +7,9 @@
 
 mod support;
 
-use support::deployments::{ChildGuard, Panebus, TestCerts, TlsRedis};
+use support::deployments::{TestCerts, TlsRedis};
+use support::panebus::Panebus;
+use support::process::ChildGuard;
 
 const PASSWORD: &str = "s3cret-Pa55word";
 

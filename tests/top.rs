@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use panebus::admin::Admin;
@@ -14,60 +14,28 @@ use panebus::cli::top::{buffer_lines, render, Liveness, Snapshot};
 use panebus::config::Config;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
+use support::panebus::Panebus;
+use support::process::ChildGuard;
 use support::RedisServer;
 
 const NODE: &str = "topnode";
 const NAMESPACE: &str = "toptest";
 
-/// A `panebus worker` process, killed when dropped.
-struct WorkerGuard {
-    child: Child,
+/// The `panebus` runner for `redis`: namespace `toptest`, node `topnode`, and a 2 s
+/// heartbeat TTL so that a killed worker soon shows as dead.
+fn panebus_on(redis: &RedisServer) -> Panebus {
+    let mut panebus = Panebus::on(&redis.url(), NAMESPACE, NODE);
+    panebus.set("PANEBUS_HEARTBEAT_TTL", "2");
+    panebus
 }
 
-impl Drop for WorkerGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `panebus worker --role ROLE` in pane `pane`; does not wait for it.
+fn start_worker(panebus: &Panebus, pane: &str, role: &str) -> ChildGuard {
+    panebus.spawn_worker(pane, &["worker", "--role", role], Stdio::null())
 }
 
-fn env(redis: &RedisServer) -> Vec<(String, String)> {
-    vec![
-        ("PANEBUS_REDIS_URL".to_string(), redis.url()),
-        ("PANEBUS_NAMESPACE".to_string(), NAMESPACE.to_string()),
-        ("PANEBUS_NODE".to_string(), NODE.to_string()),
-        (
-            "PANEBUS_HEARTBEAT_INTERVAL".to_string(),
-            "200ms".to_string(),
-        ),
-        ("PANEBUS_HEARTBEAT_TTL".to_string(), "2".to_string()),
-        ("PANEBUS_LOG_LEVEL".to_string(), "warn".to_string()),
-    ]
-}
-
-fn panebus(env: &[(String, String)], args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_panebus"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn start_worker(env: &[(String, String)], pane: &str, role: &str) -> WorkerGuard {
-    let child = panebus(env, &["worker", "--role", role])
-        .env("TMUX_PANE", pane)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start panebus worker");
-    WorkerGuard { child }
-}
-
-fn config(env: &[(String, String)]) -> Config {
-    Config::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
-        .expect("test configuration")
+fn config(panebus: &Panebus) -> Config {
+    Config::from_lookup(|name| panebus.var(name).map(str::to_string)).expect("test configuration")
 }
 
 /// Polls snapshots for up to 30 s until `done` holds, and returns that snapshot.
@@ -108,11 +76,13 @@ fn code(out: &Output) -> i32 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_worker_shows_with_its_role_and_goes_dead_when_killed() {
     let redis = RedisServer::start();
-    let env = env(&redis);
-    let admin = Admin::connect(&config(&env)).await.expect("connect admin");
+    let panebus = panebus_on(&redis);
+    let admin = Admin::connect(&config(&panebus))
+        .await
+        .expect("connect admin");
     let id = format!("{NODE}/%7");
 
-    let worker = start_worker(&env, "%7", "summarizer");
+    let worker = start_worker(&panebus, "%7", "summarizer");
     let alive = snapshot_when(&admin, "the worker to be alive", |s| {
         s.workers
             .iter()
@@ -154,12 +124,12 @@ async fn a_real_worker_shows_with_its_role_and_goes_dead_when_killed() {
 #[test]
 fn piped_stdout_prints_one_plain_snapshot_and_exits() {
     let redis = RedisServer::start();
-    let env = env(&redis);
-    let _worker = start_worker(&env, "%4", "indexer");
+    let panebus = panebus_on(&redis);
+    let _worker = start_worker(&panebus, "%4", "indexer");
     let id = format!("{NODE}/%4");
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
-        let out = panebus(&env, &["top"]).output().expect("run panebus top");
+        let out = panebus.command(&["top"]).output().expect("run panebus top");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_eq!(
             code(&out),
@@ -186,9 +156,10 @@ fn piped_stdout_prints_one_plain_snapshot_and_exits() {
 #[test]
 fn a_zero_or_malformed_interval_is_a_usage_error() {
     let redis = RedisServer::start();
-    let env = env(&redis);
+    let panebus = panebus_on(&redis);
     for bad in ["0s", "soon"] {
-        let out = panebus(&env, &["top", "--interval", bad])
+        let out = panebus
+            .command(&["top", "--interval", bad])
             .output()
             .expect("run panebus top");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -200,9 +171,9 @@ fn a_zero_or_malformed_interval_is_a_usage_error() {
 #[test]
 fn unreachable_redis_exits_3_with_a_message() {
     let mut redis = RedisServer::start();
-    let env = env(&redis);
+    let panebus = panebus_on(&redis);
     redis.kill();
-    let out = panebus(&env, &["top"]).output().expect("run panebus top");
+    let out = panebus.command(&["top"]).output().expect("run panebus top");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code(&out), 3, "{err}");
     assert!(!err.is_empty());

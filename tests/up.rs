@@ -8,10 +8,11 @@ mod support;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use panebus::bus::Bus;
 use panebus::config::Config;
+use support::wait::wait_for;
 use support::{RedisServer, TmuxServer};
 
 /// Private directories of one test, plus a guard for the managed Redis they may hold.
@@ -121,20 +122,27 @@ fn ping(url: &str) -> bool {
         .is_ok()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn config_for(url: &str) -> Config {
     let url = url.to_string();
     Config::from_lookup(|name| (name == "PANEBUS_REDIS_URL").then(|| url.clone())).unwrap()
+}
+
+/// `CONFIG GET name`: the value.
+fn config_get(conn: &mut redis::Connection, name: &str) -> String {
+    let reply: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query(conn)
+        .unwrap();
+    reply[1].clone()
+}
+
+/// The windows of `session`, one line each in `format`.
+fn windows(tmux: &TmuxServer, session: &str, format: &str) -> Vec<String> {
+    tmux.run(&["list-windows", "-t", session, "-F", format])
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 fn sock(tmux: &TmuxServer) -> String {
@@ -170,24 +178,10 @@ fn up_starts_managed_redis_and_workers_down_stops_only_what_up_started() {
         .unwrap()
         .get_connection()
         .unwrap();
-    let appendonly: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("appendonly")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(appendonly[1], "yes");
-    let port: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("port")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(port[1], "0");
-    let dir: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("dir")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(Path::new(&dir[1]), home.state().join("panebus/redis"));
+    assert_eq!(config_get(&mut conn, "appendonly"), "yes");
+    assert_eq!(config_get(&mut conn, "port"), "0");
+    let dir = config_get(&mut conn, "dir");
+    assert_eq!(Path::new(&dir), home.state().join("panebus/redis"));
 
     // The session: its environment, its options (session/window scoped, not global).
     let env = tmux.run(&["show-environment", "-t", "panebus", "PANEBUS_REDIS_URL"]);
@@ -201,15 +195,12 @@ fn up_starts_managed_redis_and_workers_down_stops_only_what_up_started() {
         tmux.run(&["show-option", "-gqv", "status-right"]).trim(),
         "#{@panebus_status}"
     );
-    let windows = tmux.run(&[
-        "list-windows",
-        "-t",
-        "panebus",
-        "-F",
-        "#{window_name} #{window_panes} #{pane-border-status}",
-    ]);
     assert_eq!(
-        windows.lines().collect::<Vec<_>>(),
+        windows(
+            &tmux,
+            "panebus",
+            "#{window_name} #{window_panes} #{pane-border-status}"
+        ),
         ["worker 2 top", "coordinator 1 off"]
     );
     let commands = tmux.run(&[
@@ -448,15 +439,8 @@ command = ["sh", "-c", "printf '%s|%s' \"$PROBE_VALUE\" \"$(pwd)\" > {marker}; e
         .panebus(&["up", "--no-attach", "-S", &s])
         .env("PANEBUS_REDIS_URL", redis.url())));
     assert!(out.contains("session agents"), "{out}");
-    let windows = tmux.run(&[
-        "list-windows",
-        "-t",
-        "agents",
-        "-F",
-        "#{window_name} #{window_panes}",
-    ]);
     assert_eq!(
-        windows.lines().collect::<Vec<_>>(),
+        windows(&tmux, "agents", "#{window_name} #{window_panes}"),
         ["reviewer 2", "probe 2", "coordinator 1"]
     );
     wait_for(
@@ -746,15 +730,8 @@ fn bootstrap_runs_up_with_its_arguments() {
         .env("PANEBUS_BOOTSTRAP_NO_INSTALL", "1");
     let out = assert_ok(&run(&mut bootstrap));
     assert!(out.contains("worker:      %"), "{out}");
-    let windows = tmux.run(&[
-        "list-windows",
-        "-t",
-        "panebus",
-        "-F",
-        "#{window_name} #{window_panes}",
-    ]);
     assert_eq!(
-        windows.lines().collect::<Vec<_>>(),
+        windows(&tmux, "panebus", "#{window_name} #{window_panes}"),
         ["worker 1", "coordinator 1"]
     );
     assert_ok(&run(command.args(["down", "-S", &s])));

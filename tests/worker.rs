@@ -13,6 +13,9 @@ use panebus::config::Config;
 use panebus::schema::{Command, CommandResult, DlqCommand, DlqReason, EventKind, WorkerState};
 use panebus::worker::{handler_fn, HandlerError, StopTokens, Worker, WorkerError, WorkerExit};
 use serde_json::{json, Value};
+use support::deployments::single_node_cluster;
+use support::process::{pid_alive, ChildGuard};
+use support::wait::wait_for_async;
 use support::{RedisServer, TmuxServer};
 
 const NODE: &str = "testnode";
@@ -27,23 +30,11 @@ fn config(redis: &RedisServer) -> Config {
     c
 }
 
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
+/// How long a condition may take to come true.
+const WAIT: Duration = Duration::from_secs(20);
 
 async fn wait_registered(bus: &Bus, worker: &str) {
-    wait_until(&format!("{worker} is registered"), || async {
+    wait_for_async(&format!("{worker} is registered"), WAIT, || async {
         bus.is_registered(worker).await.unwrap_or(false)
     })
     .await;
@@ -110,10 +101,7 @@ async fn ping_custom_and_shutdown_round_trip_in_process() {
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
     // The result is stored just before the ack: wait for the ack too.
-    wait_until("the command is acked", || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
+    wait_acked(&bus, &id).await;
 
     let rev = Command::new("reverse", json!({"text": "abc é"}), "test");
     let r = dispatch(&bus, &id, &rev).await;
@@ -138,10 +126,7 @@ async fn ping_custom_and_shutdown_round_trip_in_process() {
     assert_eq!(exit, WorkerExit::ShutdownCommand);
     assert!(!bus.is_registered(&id).await.unwrap());
     // The result is stored just before the ack: wait for the ack too.
-    wait_until("the command is acked", || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
+    wait_acked(&bus, &id).await;
     let kinds: Vec<EventKind> = bus
         .recent_events(100)
         .await
@@ -183,7 +168,7 @@ async fn unknown_type_and_poison_go_to_the_dlq_and_the_worker_survives() {
         .arg(poison)
         .query(&mut redis.conn())
         .unwrap();
-    wait_until("the poison is dead-lettered", || async {
+    wait_for_async("the poison is dead-lettered", WAIT, || async {
         bus.dlq_list(10)
             .await
             .unwrap()
@@ -202,10 +187,7 @@ async fn unknown_type_and_poison_go_to_the_dlq_and_the_worker_survives() {
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
     // The result is stored just before the ack: wait for the ack too.
-    wait_until("the command is acked", || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
+    wait_acked(&bus, &id).await;
     tokens.stop.cancel();
     assert_eq!(task.await.unwrap().unwrap(), WorkerExit::Stopped);
     assert!(!bus.is_registered(&id).await.unwrap());
@@ -385,17 +367,12 @@ fn worker_process_with(
         .expect("start panebus worker")
 }
 
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: signalling our own child process by pid.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, sig);
-    }
-}
-
-async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+/// Sends `sig` to a worker process and waits up to 20 s for it to exit.
+async fn stop(child: &mut ChildGuard, sig: i32) -> std::process::ExitStatus {
+    child.signal(sig);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             return status;
         }
         assert!(Instant::now() < deadline, "worker did not exit");
@@ -403,28 +380,22 @@ async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// Waits until `worker` has acked what it took (its processing list is empty).
+async fn wait_acked(bus: &Bus, worker: &str) {
+    wait_for_async("the command is acked", WAIT, || async {
+        bus.processing_len(worker).await.unwrap() == 0
+    })
+    .await;
+}
+
 async fn wait_file(path: &Path) -> String {
-    wait_until(&format!("{} exists", path.display()), || async {
+    wait_for_async(&format!("{} exists", path.display()), WAIT, || async {
         std::fs::read_to_string(path)
             .map(|s| !s.is_empty())
             .unwrap_or(false)
     })
     .await;
     std::fs::read_to_string(path).unwrap()
-}
-
-fn pid_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,7 +408,7 @@ async fn external_handlers_pass_hostile_text_literally_and_report_failures() {
         "slow=sh -c 'echo $$ > {}; exec sleep 60'",
         pidfile.display()
     );
-    let mut child = KillOnDrop(worker_process(
+    let mut child = ChildGuard(worker_process(
         &redis,
         "%5",
         &[
@@ -476,9 +447,10 @@ async fn external_handlers_pass_hostile_text_literally_and_report_failures() {
 
     let r = dispatch(&bus, &id, &Command::new("slow", json!({}), "test")).await;
     assert!(r.error.unwrap().contains("timed out after 1s"));
-    let pid: i32 = wait_file(&pidfile).await.trim().parse().unwrap();
-    wait_until(
+    let pid: u32 = wait_file(&pidfile).await.trim().parse().unwrap();
+    wait_for_async(
         "the timed-out handler's process group is killed",
+        WAIT,
         || async { !pid_alive(pid) },
     )
     .await;
@@ -491,8 +463,7 @@ async fn external_handlers_pass_hostile_text_literally_and_report_failures() {
         .collect();
     assert_eq!(reasons, [DlqReason::Timeout, DlqReason::Failed]);
 
-    signal(&child.0, libc::SIGTERM);
-    assert!(wait_exit(&mut child.0).await.success());
+    assert!(stop(&mut child, libc::SIGTERM).await.success());
     assert!(!bus.is_registered(&id).await.unwrap());
 }
 
@@ -506,7 +477,7 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
         "work=sh -c 'echo $$ > {}; exec sleep 60'",
         pidfile.display()
     );
-    let mut first = KillOnDrop(worker_process(&redis, "%7", &["--handler", &work]));
+    let mut first = ChildGuard(worker_process(&redis, "%7", &["--handler", &work]));
     let id = format!("{NODE}/%7");
     wait_registered(&bus, &id).await;
     let generation = bus.generation(&id).await.unwrap();
@@ -514,16 +485,20 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     bus.enqueue(&id, &cmd, false).await.unwrap();
     let handler_pid: i32 = wait_file(&pidfile).await.trim().parse().unwrap();
     // A command that runs for a while shows in the registry.
-    wait_until("the worker shows as busy with the command", || async {
-        let info = bus.worker_info(&id).await.unwrap().unwrap();
-        info.state == WorkerState::Busy && info.current_command.as_deref() == Some(cmd.id.as_str())
-    })
+    wait_for_async(
+        "the worker shows as busy with the command",
+        WAIT,
+        || async {
+            let info = bus.worker_info(&id).await.unwrap().unwrap();
+            info.state == WorkerState::Busy
+                && info.current_command.as_deref() == Some(cmd.id.as_str())
+        },
+    )
     .await;
 
-    signal(&first.0, libc::SIGKILL);
-    wait_exit(&mut first.0).await;
+    stop(&mut first, libc::SIGKILL).await;
     // The handler program dies with its worker instead of running on unattended.
-    wait_until("the handler program dies with its worker", || async {
+    wait_for_async("the handler program dies with its worker", WAIT, || async {
         // SAFETY: signal 0 only checks that the process exists.
         unsafe { libc::kill(handler_pid, 0) != 0 }
     })
@@ -538,7 +513,7 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     assert!(bus.result(&cmd.id).await.unwrap().is_none());
 
     // The next incarnation (same pane) takes it over: attempt 2, served once.
-    let mut second = KillOnDrop(worker_process(&redis, "%7", &["--handler", "work=cat"]));
+    let mut second = ChildGuard(worker_process(&redis, "%7", &["--handler", "work=cat"]));
     let mut blocking = bus.blocking_connection().await.unwrap();
     let r = bus
         .wait_result(&mut blocking, &cmd.id, Duration::from_secs(30))
@@ -549,12 +524,8 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     assert_eq!(r.result.unwrap()["attempt"], 2);
     assert!(bus.generation(&id).await.unwrap() > generation);
     // The result is stored just before the ack: wait for the ack too.
-    wait_until("the command is acked", || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
-    signal(&second.0, libc::SIGTERM);
-    assert!(wait_exit(&mut second.0).await.success());
+    wait_acked(&bus, &id).await;
+    assert!(stop(&mut second, libc::SIGTERM).await.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,7 +538,7 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
         "short=sh -c 'echo 1 > {}; sleep 1; echo done'",
         started.display()
     );
-    let mut child = KillOnDrop(worker_process(
+    let mut child = ChildGuard(worker_process(
         &redis,
         "%8",
         &["--handler", &short, "--handler", "long=sleep 60"],
@@ -579,8 +550,7 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
     let cmd = Command::new("short", json!({}), "test");
     bus.enqueue(&id, &cmd, false).await.unwrap();
     wait_file(&started).await;
-    signal(&child.0, libc::SIGTERM);
-    assert!(wait_exit(&mut child.0).await.success());
+    assert!(stop(&mut child, libc::SIGTERM).await.success());
     let r = bus
         .result(&cmd.id)
         .await
@@ -592,7 +562,7 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
     assert_eq!(last.event.kind, EventKind::WorkerStopped);
 
     // Two signals while a long command runs: it goes back to the head of the queue.
-    let mut child = KillOnDrop(worker_process(
+    let mut child = ChildGuard(worker_process(
         &redis,
         "%8",
         &["--handler", "long=sleep 60"],
@@ -600,19 +570,15 @@ async fn sigterm_finishes_the_command_in_flight_and_a_second_one_requeues_it() {
     wait_registered(&bus, &id).await;
     let long = Command::new("long", json!({}), "test");
     bus.enqueue(&id, &long, false).await.unwrap();
-    wait_until("the long command is taken", || async {
+    wait_for_async("the long command is taken", WAIT, || async {
         bus.processing_len(&id).await.unwrap() == 1
     })
     .await;
-    signal(&child.0, libc::SIGTERM);
+    child.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    signal(&child.0, libc::SIGINT);
-    assert!(wait_exit(&mut child.0).await.success());
+    assert!(stop(&mut child, libc::SIGINT).await.success());
     // The result is stored just before the ack: wait for the ack too.
-    wait_until("the command is acked", || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
+    wait_acked(&bus, &id).await;
     assert_eq!(bus.queue_depth(&id).await.unwrap(), 1);
     let mut blocking = bus.blocking_connection().await.unwrap();
     // Register a consumer-less id check: the requeued element is the same command, attempt 1.
@@ -638,7 +604,7 @@ async fn one_stop_signal_with_redis_gone_ends_the_worker_within_a_heartbeat_ttl(
         "work=sh -c 'echo $$ > {}; sleep 1; echo {{}}'",
         pidfile.display()
     );
-    let mut child = KillOnDrop(worker_process_with(
+    let mut child = ChildGuard(worker_process_with(
         &redis,
         "%8",
         &["--handler", &work],
@@ -651,15 +617,14 @@ async fn one_stop_signal_with_redis_gone_ends_the_worker_within_a_heartbeat_ttl(
         .unwrap();
     wait_file(&pidfile).await;
     redis.kill();
-    signal(&child.0, libc::SIGTERM);
-    wait_exit(&mut child.0).await;
+    stop(&mut child, libc::SIGTERM).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_survives_a_redis_restart_and_registers_again() {
     let mut redis = RedisServer::start();
     // A slow heartbeat: registering again must not wait for it.
-    let mut child = KillOnDrop(worker_process_with(
+    let mut child = ChildGuard(worker_process_with(
         &redis,
         "%9",
         &["--heartbeat-interval", "30s"],
@@ -681,15 +646,14 @@ async fn worker_survives_a_redis_restart_and_registers_again() {
     wait_registered(&bus, &id).await;
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
-    signal(&child.0, libc::SIGTERM);
-    assert!(wait_exit(&mut child.0).await.success());
+    assert!(stop(&mut child, libc::SIGTERM).await.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_waits_for_redis_that_is_down_at_start() {
     let mut redis = RedisServer::start();
     redis.kill();
-    let mut child = KillOnDrop(worker_process(&redis, "%4", &[]));
+    let mut child = ChildGuard(worker_process(&redis, "%4", &[]));
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(
         child.0.try_wait().unwrap().is_none(),
@@ -699,8 +663,7 @@ async fn worker_waits_for_redis_that_is_down_at_start() {
     let bus = Bus::connect(&config(&redis)).await.unwrap();
     let id = format!("{NODE}/%4");
     wait_registered(&bus, &id).await;
-    signal(&child.0, libc::SIGTERM);
-    assert!(wait_exit(&mut child.0).await.success());
+    assert!(stop(&mut child, libc::SIGTERM).await.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -752,7 +715,7 @@ async fn a_worker_in_a_tmux_pane_registers_under_its_pane_id() {
     assert!(r.ok);
     let r = dispatch(&bus, &id, &Command::new("shutdown", json!({}), "test")).await;
     assert!(r.ok);
-    wait_until("the worker deregistered", || async {
+    wait_for_async("the worker deregistered", WAIT, || async {
         !bus.is_registered(&id).await.unwrap()
     })
     .await;
@@ -764,28 +727,9 @@ async fn a_worker_in_a_tmux_pane_registers_under_its_pane_id() {
     ));
 }
 
-/// A redis-server in cluster mode owning every slot: it refuses any command, script or
-/// MULTI whose keys are in more than one slot, as a real cluster does.
-async fn cluster_node() -> RedisServer {
-    let redis = RedisServer::start_with(&["--cluster-enabled", "yes"]);
-    let mut conn = redis.conn();
-    let _: () = redis::cmd("CLUSTER")
-        .arg("ADDSLOTSRANGE")
-        .arg(0)
-        .arg(panebus::bus::slots::SLOTS - 1)
-        .query(&mut conn)
-        .unwrap();
-    wait_until("the cluster node owns every slot", || {
-        let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
-        async move { info.contains("cluster_state:ok") }
-    })
-    .await;
-    redis
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serves_success_failure_and_poison_on_a_cluster_node() {
-    let redis = cluster_node().await;
+    let redis = single_node_cluster();
     let config = config(&redis);
     let bus = Bus::connect(&config).await.unwrap();
     let (id, tokens, task) = spawn_worker(&config, "%1", "worker");
@@ -800,16 +744,15 @@ async fn a_worker_serves_success_failure_and_poison_on_a_cluster_node() {
         .arg("not a command")
         .query(&mut redis.conn())
         .unwrap();
-    wait_until("the failure and the poison are dead-lettered", || async {
-        bus.dlq_len().await.unwrap() == 2
-    })
+    wait_for_async(
+        "the failure and the poison are dead-lettered",
+        WAIT,
+        || async { bus.dlq_len().await.unwrap() == 2 },
+    )
     .await;
     let r = dispatch(&bus, &id, &Command::new("ping", json!({}), "test")).await;
     assert!(r.ok);
-    wait_until("the command is acked", || async {
-        bus.processing_len(&id).await.unwrap() == 0
-    })
-    .await;
+    wait_acked(&bus, &id).await;
     tokens.stop.cancel();
     assert_eq!(task.await.unwrap().unwrap(), WorkerExit::Stopped);
     assert!(!bus.is_registered(&id).await.unwrap());

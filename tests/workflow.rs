@@ -17,6 +17,8 @@ use panebus::worker::{StopTokens, Worker};
 use panebus::workflow::record::{Phase, PhaseState, WorkflowState};
 use panebus::workflow::store;
 use serde_json::Value;
+use support::process::{process_gone, ChildGuard};
+use support::wait::wait_for_async;
 use support::{RedisServer, TmuxServer};
 
 const NODE: &str = "wfnode";
@@ -371,19 +373,25 @@ async fn bad_working_dir_and_empty_bus_are_clear_errors() {
     assert!(progress.contains("[1/4] review: FAILED"), "{progress}");
 }
 
-fn panebus(redis: &RedisServer, args: &[&str]) -> std::process::Output {
-    Process::new(env!("CARGO_BIN_EXE_panebus"))
+/// `panebus ARGS` on `redis` (namespace `wf`) with `agent_script` as the agent, outside
+/// tmux.
+fn panebus_command(redis: &RedisServer, agent_script: &str, args: &[&str]) -> Process {
+    let mut command = Process::new(env!("CARGO_BIN_EXE_panebus"));
+    command
         .args(args)
         .env("PANEBUS_REDIS_URL", redis.url())
         .env("PANEBUS_NAMESPACE", "wf")
         .env("PANEBUS_NODE", NODE)
-        .env("PANEBUS_AGENT_CMD", agent("answer.sh").join(" "))
+        .env("PANEBUS_AGENT_CMD", agent(agent_script).join(" "))
         .env("PANEBUS_HEARTBEAT_INTERVAL", "1")
         .env("PANEBUS_HEARTBEAT_TTL", "5")
         .env_remove("TMUX")
-        .env_remove("TMUX_PANE")
-        .output()
-        .unwrap()
+        .env_remove("TMUX_PANE");
+    command
+}
+
+fn panebus(redis: &RedisServer, args: &[&str]) -> std::process::Output {
+    panebus_command(redis, "answer.sh", args).output().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -551,47 +559,20 @@ async fn workflow_setup_starts_five_role_workers_and_teardown_removes_them() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no tmux session wf-test"));
 }
 
-fn process_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .map(|(_, rest)| rest.starts_with('Z'))
-            .unwrap_or(false),
-    }
-}
-
 /// A real `panebus worker --role planner` on pane `%1` whose agent is `slow.sh`.
 fn spawn_planner(
     redis: &RedisServer,
     delay: &str,
     pidfile: &std::path::Path,
 ) -> std::process::Child {
-    Process::new(env!("CARGO_BIN_EXE_panebus"))
-        .args(["worker", "--role", "planner"])
-        .env("PANEBUS_REDIS_URL", redis.url())
-        .env("PANEBUS_NAMESPACE", "wf")
-        .env("PANEBUS_NODE", NODE)
-        .env("PANEBUS_AGENT_CMD", agent("slow.sh").join(" "))
-        .env("PANEBUS_HEARTBEAT_INTERVAL", "1")
-        .env("PANEBUS_HEARTBEAT_TTL", "5")
+    panebus_command(redis, "slow.sh", &["worker", "--role", "planner"])
         .env("FAKE_AGENT_DELAY", delay)
         .env("FAKE_AGENT_PIDFILE", pidfile)
         .env("TMUX_PANE", "%1")
-        .env_remove("TMUX")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,7 +591,7 @@ async fn a_phase_whose_worker_dies_is_rerun_without_rerunning_earlier_phases() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("agent.pid");
-    let mut planner = KillOnDrop(spawn_planner(&redis, "30", &pidfile));
+    let mut planner = ChildGuard(spawn_planner(&redis, "30", &pidfile));
 
     let ask_config = config.clone();
     let ask_task = tokio::spawn(async move { ask(&ask_config, &["Fix", "the", "login"]).await });
@@ -627,7 +608,7 @@ async fn a_phase_whose_worker_dies_is_rerun_without_rerunning_earlier_phases() {
         assert!(Instant::now() < deadline, "plan phase did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let agent_pid: i32 = std::fs::read_to_string(&pidfile)
+    let agent_pid: u32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
         .parse()
@@ -635,18 +616,16 @@ async fn a_phase_whose_worker_dies_is_rerun_without_rerunning_earlier_phases() {
     planner.0.kill().unwrap();
     planner.0.wait().unwrap();
     // The agent does not outlive its worker.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !process_gone(agent_pid) {
-        assert!(
-            Instant::now() < deadline,
-            "agent {agent_pid} outlived its worker"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_async(
+        &format!("agent {agent_pid} to end with its worker"),
+        Duration::from_secs(10),
+        || async { process_gone(agent_pid) },
+    )
+    .await;
 
     // The respawned worker (same pane, new incarnation) gets the command again.
     std::fs::remove_file(&pidfile).unwrap();
-    let _planner = KillOnDrop(spawn_planner(&redis, "0", &pidfile));
+    let _planner = ChildGuard(spawn_planner(&redis, "0", &pidfile));
     let (result, progress, _) = tokio::time::timeout(Duration::from_secs(60), ask_task)
         .await
         .expect("ask finishes")

@@ -9,13 +9,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use panebus::bus::{Bus, Keys};
 use panebus::config::Config;
 use redis::Commands;
 use serde_json::Value;
+use support::process::ChildGuard;
 use support::{RedisServer, TmuxServer};
 
 /// Generous: two shared cores, several test binaries at once.
@@ -42,16 +43,6 @@ fn fake_agent(script: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/agents")
         .join(script)
-}
-
-/// A child process killed (SIGKILL) on drop.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A private redis-server and tmux server, a scratch directory, and the bus settings every
@@ -542,7 +533,7 @@ fn a_phase_worker_killed_mid_phase_is_respawned_by_the_coordinator_and_only_its_
 
     let stdout = rig.dir.path().join("ask.out");
     let stderr = rig.dir.path().join("ask.err");
-    let mut ask = KillOnDrop(
+    let mut ask = ChildGuard(
         rig.panebus(&["ask", "--wait", "--timeout", "300", "Fix", "the", "login"])
             .current_dir(rig.dir.path())
             .stdout(std::fs::File::create(&stdout).unwrap())

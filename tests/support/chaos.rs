@@ -10,15 +10,22 @@
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use panebus::bus::Keys;
 use panebus::config::Config;
 use redis::Commands;
-use serde_json::Value;
 
-use super::{RedisServer, TmuxServer};
+use super::coordinator::registered_pid;
+use super::events::stream_events;
+use super::process::ChildGuard;
+use super::wait::wait_for;
+use super::{RedisServer, TmuxServer, NO_ENV};
+
+// tests/chaos.rs reaches these through this module (other binaries do not use them here).
+#[allow(unused_imports)]
+pub use super::{events::StreamEvent, process::signal_pid};
 
 pub const NS: &str = "chaos";
 pub const NODE: &str = "cnode";
@@ -29,67 +36,6 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_panebus")
 }
 
-/// One event of the bus's stream, as the fault tests read it.
-#[derive(Debug, Clone)]
-pub struct StreamEvent {
-    pub kind: String,
-    pub ts_ms: u64,
-    pub worker: String,
-    pub command_id: String,
-    pub details: Value,
-}
-
-/// A child process killed (SIGKILL) on drop.
-pub struct Proc(pub Child);
-
-impl Proc {
-    pub fn signal(&self, sig: i32) {
-        signal_pid(self.0.id(), sig);
-    }
-
-    /// The exit status, waiting up to `timeout`; `None` if it still runs.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn signal_pid(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a pid this test started (directly or through tmux).
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-pub fn pid_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks existence.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
-}
-
-/// Polls `check` every 50 ms until it holds; panics after `timeout`.
-pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Redis, tmux, the coordinator and the worker panes of one fault test.
 pub struct Installation {
     pub redis: RedisServer,
@@ -97,7 +43,7 @@ pub struct Installation {
     pub dir: tempfile::TempDir,
     pub keys: Keys,
     pub panes: Vec<String>,
-    pub coordinator: Option<Proc>,
+    pub coordinator: Option<ChildGuard>,
     /// Extra `PANEBUS_*` settings on top of [`Installation::base_env`].
     overrides: Vec<(String, String)>,
 }
@@ -245,7 +191,7 @@ impl Installation {
             .spawn()
             .expect("start panebus attach");
         let pid = child.id();
-        self.coordinator = Some(Proc(child));
+        self.coordinator = Some(ChildGuard(child));
         wait_for(
             "the coordinator holds the lease",
             Duration::from_secs(30),
@@ -283,18 +229,7 @@ impl Installation {
 
     /// Starts `argv` as the command of a new window (the session environment applies).
     pub fn start_pane(&self, argv: &[&str]) -> String {
-        let mut args = vec![
-            "new-window",
-            "-d",
-            "-P",
-            "-F",
-            "#{pane_id}",
-            "-t",
-            "=chaos:",
-            "--",
-        ];
-        args.extend_from_slice(argv);
-        self.tmux.run(&args).trim().to_string()
+        self.tmux.new_window(&format!("={SESSION}:"), NO_ENV, argv)
     }
 
     pub fn conn(&self) -> redis::Connection {
@@ -327,20 +262,12 @@ impl Installation {
     }
 
     pub fn pane_option(&self, pane: &str, format: &str) -> String {
-        self.tmux
-            .run(&["display-message", "-p", "-t", pane, format])
-            .trim()
-            .to_string()
+        self.tmux.display(pane, format)
     }
 
     /// The registered pid of the worker of `pane`, if registered.
     pub fn registered_pid(&self, pane: &str) -> Option<u32> {
-        let pid: Option<String> = self
-            .conn()
-            .hget(self.keys.info(&Self::worker_id(pane)), "pid")
-            .ok()
-            .flatten();
-        pid.and_then(|p| p.parse().ok())
+        registered_pid(&mut self.conn(), &self.keys, &Self::worker_id(pane))
     }
 
     /// Whether the coordinator manages `pane` and its live worker is registered.
@@ -375,22 +302,7 @@ impl Installation {
 
     /// Every event in the stream, oldest first.
     pub fn events(&self) -> Vec<StreamEvent> {
-        let reply: redis::streams::StreamRangeReply =
-            self.conn().xrange_all(self.keys.events()).unwrap();
-        reply
-            .ids
-            .iter()
-            .map(|e| {
-                let text = |k: &str| e.get::<String>(k).unwrap_or_default();
-                StreamEvent {
-                    kind: text("type"),
-                    ts_ms: text("ts_ms").parse().unwrap_or(0),
-                    worker: text("worker"),
-                    command_id: text("command_id"),
-                    details: serde_json::from_str(&text("details")).unwrap_or(Value::Null),
-                }
-            })
-            .collect()
+        stream_events(&mut self.conn(), &self.keys)
     }
 
     pub fn count(&self, kind: &str) -> usize {

@@ -1,33 +1,23 @@
 //! Redis deployments for tests, on free loopback ports, killed on Drop: a TLS redis-server
 //! with a test CA made by the openssl CLI, a six-node Redis Cluster (three primaries, one
-//! replica each), and a primary + replica + sentinel. Plus [`Panebus`], the `panebus`
-//! binary with one environment for every call and worker.
+//! replica each), a single cluster-mode node owning every slot, and a primary + replica +
+//! sentinel. [`Panebus`] and [`ChildGuard`] are re-exported from their own modules for the
+//! tests that reach them through this one.
 
 use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+// tests/sentinel.rs imports the runner from here.
+#[allow(unused_imports)]
+pub use super::panebus::Panebus;
+pub use super::process::ChildGuard;
 
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
     listener.local_addr().unwrap().port()
-}
-
-/// Kills a child process on Drop.
-pub struct ChildGuard(pub Child);
-
-impl ChildGuard {
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn redis_cli(args: &[&str]) -> Output {
@@ -77,30 +67,14 @@ pub async fn missing_results(
     }
     missing
 }
-/// Polls `done` every 50 ms for up to `secs` seconds.
-pub fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {secs}s waiting for {what}");
+/// [`super::wait::wait_for`] with the timeout in whole seconds, as the Sentinel tests
+/// call it.
+pub fn wait_for(what: &str, secs: u64, done: impl FnMut() -> bool) {
+    super::wait::wait_for(what, Duration::from_secs(secs), done)
 }
 
 fn spawn_server(dir: &Path, args: &[String]) -> ChildGuard {
-    ChildGuard(
-        Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server (apt-get install redis-server)"),
-    )
+    ChildGuard(super::spawn_redis_server(dir, args))
 }
 
 /// Starts one server on `N` freshly probed free ports (`spawn` gets them), and again on
@@ -192,40 +166,27 @@ impl TestCerts {
             args.extend_from_slice(&["-keyout", &key, "-out", &pem, "-subj", &subj]);
             openssl(d, &args);
         }
-        let mut args = vec!["req", "-nodes"];
-        args.extend_from_slice(&ec);
-        args.extend_from_slice(&[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
+        // A key and certificate request for `name`, signed by the CA with `extensions`.
+        let issue = |name: &str, subject: &str, extensions: &str| {
+            let mut args = vec!["req", "-nodes"];
+            args.extend_from_slice(&ec);
+            let key = format!("{name}.key");
+            let csr = format!("{name}.csr");
+            args.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", subject]);
+            openssl(d, &args);
+            std::fs::write(d.join(format!("{name}.ext")), extensions).unwrap();
+            sign(d, name);
+        };
+        issue(
+            "server",
             "/CN=127.0.0.1",
-        ]);
-        openssl(d, &args);
-        std::fs::write(
-            d.join("server.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-        )
-        .unwrap();
-        sign(d, "server");
-        let mut args = vec!["req", "-nodes"];
-        args.extend_from_slice(&ec);
-        args.extend_from_slice(&[
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
+        );
+        issue(
+            "client",
             "/CN=panebus test client",
-        ]);
-        openssl(d, &args);
-        std::fs::write(
-            d.join("client.ext"),
             "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-        )
-        .unwrap();
-        sign(d, "client");
+        );
         TestCerts { dir }
     }
 
@@ -328,6 +289,29 @@ impl TlsRedis {
 }
 
 // ---- Cluster ----
+
+/// A redis-server in cluster mode owning every slot: it refuses (CROSSSLOT) any command,
+/// script or MULTI whose keys are in more than one slot, as a real cluster does, with no
+/// other node to start.
+pub fn single_node_cluster() -> super::RedisServer {
+    let redis = super::RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let mut conn = redis.conn();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("ADDSLOTSRANGE")
+        .arg(0)
+        .arg(panebus::bus::slots::SLOTS - 1)
+        .query(&mut conn)
+        .unwrap();
+    super::wait::wait_for(
+        "the cluster node to own every slot",
+        Duration::from_secs(20),
+        || {
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
+            info.contains("cluster_state:ok")
+        },
+    );
+    redis
+}
 
 /// Six cluster-enabled redis-servers made into one cluster: three primaries with one
 /// replica each.
@@ -682,93 +666,5 @@ impl SentinelSetup {
         .nth(1)
         .and_then(|p| p.trim().parse().ok())
         .expect("the sentinel names a primary")
-    }
-}
-
-// ---- the panebus binary ----
-
-/// The `panebus` binary with one environment for every call and worker.
-pub struct Panebus {
-    pub env: Vec<(String, String)>,
-}
-
-impl Panebus {
-    /// Namespace `deploy`, node `testnode`, fast heartbeats, log level `warn`.
-    pub fn new(redis_url: &str) -> Panebus {
-        let env = [
-            ("PANEBUS_REDIS_URL", redis_url),
-            ("PANEBUS_NAMESPACE", "deploy"),
-            ("PANEBUS_NODE", "testnode"),
-            ("PANEBUS_HEARTBEAT_INTERVAL", "200ms"),
-            ("PANEBUS_HEARTBEAT_TTL", "5"),
-            ("PANEBUS_LOG_LEVEL", "debug"),
-        ];
-        Panebus {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    /// Sets a variable for every later call and worker.
-    pub fn set(&mut self, name: &str, value: &str) {
-        self.env.retain(|(k, _)| k != name);
-        self.env.push((name.to_string(), value.to_string()));
-    }
-
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_panebus"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run panebus")
-    }
-
-    /// `panebus ARGS --json`, asserting success.
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.run(&all);
-        assert!(
-            out.status.success(),
-            "panebus {args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("panebus printed JSON")
-    }
-
-    /// Starts `panebus worker` as pane `pane`, its stderr going to `log`, and waits until
-    /// it is alive on the bus.
-    pub fn worker(&self, pane: &str, log: &Path) -> ChildGuard {
-        let child = self
-            .command(&["worker"])
-            .env("TMUX_PANE", pane)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).expect("create the worker log"))
-            .spawn()
-            .expect("start panebus worker");
-        let guard = ChildGuard(child);
-        let id = format!("testnode/{pane}");
-        wait_for(&format!("worker {id} alive"), 30, || {
-            let out = self.run(&["panes", "--json"]);
-            out.status.success()
-                && serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                    .ok()
-                    .and_then(|v| v.as_array().cloned())
-                    .is_some_and(|panes| {
-                        panes
-                            .iter()
-                            .any(|p| p["id"] == id.as_str() && p["alive"] == true)
-                    })
-        });
-        guard
     }
 }

@@ -1,7 +1,16 @@
 //! Private test servers: a redis-server on a free loopback port and a tmux server on a
 //! private socket, each killed by its guard's `Drop` (also on panic). Tests never touch
-//! the user's default tmux server or a Redis on 6379.
+//! the user's default tmux server or a Redis on 6379. The rest of the harness lives in one
+//! submodule per concept; each test binary uses only part of it, hence `dead_code` allowed.
 #![allow(dead_code)]
+
+pub mod chaos;
+pub mod coordinator;
+pub mod deployments;
+pub mod events;
+pub mod panebus;
+pub mod process;
+pub mod wait;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -134,13 +143,19 @@ impl RedisServer {
 }
 
 fn spawn_redis(dir: &Path, port: u16, extra_args: &[String]) -> Child {
+    let mut args = vec!["--port".to_string(), port.to_string()];
+    args.extend_from_slice(extra_args);
+    spawn_redis_server(dir, &args)
+}
+
+/// `redis-server ARGS` on 127.0.0.1 with its files in `dir` and no persistence unless
+/// `args` turn it on; its output discarded.
+pub fn spawn_redis_server(dir: &Path, args: &[String]) -> Child {
     Command::new("redis-server")
-        .arg("--port")
-        .arg(port.to_string())
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir)
-        .args(extra_args)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -153,6 +168,9 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// No variables, for [`TmuxServer::new_window`].
+pub const NO_ENV: &[(&str, &str)] = &[];
 
 /// A tmux server on a private socket (`tmux -S <tempdir>/sock`), killed on drop.
 pub struct TmuxServer {
@@ -200,6 +218,34 @@ impl TmuxServer {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// Runs `argv` in a new detached window of `target` (a session, e.g. `=work:`) with
+    /// `env` set in that window only; returns its pane id (`%N`).
+    pub fn new_window<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        target: &str,
+        env: &[(K, V)],
+        argv: &[&str],
+    ) -> String {
+        let mut args: Vec<String> = ["new-window", "-d", "-P", "-F", "#{pane_id}", "-t", target]
+            .map(String::from)
+            .to_vec();
+        for (k, v) in env {
+            args.push("-e".into());
+            args.push(format!("{}={}", k.as_ref(), v.as_ref()));
+        }
+        args.push("--".into());
+        args.extend(argv.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args).trim().to_string()
+    }
+
+    /// `#{FORMAT}` expanded for `pane` (`display-message -p`), trimmed.
+    pub fn display(&self, pane: &str, format: &str) -> String {
+        self.run(&["display-message", "-p", "-t", pane, format])
+            .trim()
+            .to_string()
+    }
 }
 
 impl Drop for TmuxServer {
@@ -212,6 +258,3 @@ impl Drop for TmuxServer {
             .status();
     }
 }
-pub mod deployments;
-
-pub mod chaos;
