@@ -464,18 +464,28 @@ impl RedisCluster {
             .expect("some primary owns every slot")
     }
 
-    /// The port of a replica of the primary at `primary_port`.
+    /// The port of a replica of the primary at `primary_port`. Waits for the node asked
+    /// to learn it: `cluster_state:ok` can come before gossip has told every node which
+    /// node replicates which.
     pub fn replica_of(&self, primary_port: u16) -> u16 {
-        let table = self.nodes_table();
-        let primary = table
-            .iter()
-            .find(|n| n.port == primary_port)
-            .expect("known node");
-        table
-            .iter()
-            .find(|n| n.master_id.as_deref() == Some(primary.id.as_str()))
-            .map(|n| n.port)
-            .expect("every primary has a replica")
+        let mut replica = None;
+        wait_for(
+            &format!("a replica of {primary_port} in CLUSTER NODES"),
+            30,
+            || {
+                let table = self.nodes_table();
+                let primary = table
+                    .iter()
+                    .find(|n| n.port == primary_port)
+                    .expect("known node");
+                replica = table
+                    .iter()
+                    .find(|n| n.master_id.as_deref() == Some(primary.id.as_str()))
+                    .map(|n| n.port);
+                replica.is_some()
+            },
+        );
+        replica.expect("found by the wait")
     }
 
     fn nodes_table(&self) -> Vec<NodeRow> {
