@@ -65,8 +65,15 @@ pub enum BusError {
 }
 
 /// What to do about an unreachable Redis: a refused password needs other credentials, not
-/// another server.
+/// another server. `redis-cli -u` cannot read a sentinel URL: for one, the reason already
+/// says what to fix and the hint is how to ask a sentinel.
 fn unreachable_hint(url: &str, reason: &str) -> String {
+    if url.contains("+sentinel://") {
+        return "ask a sentinel what it knows with `redis-cli -h HOST -p PORT sentinel \
+                get-master-addr-by-name SERVICE` (add --tls --cacert CA.pem for \
+                rediss+sentinel://, --askpass when the sentinels have a password)"
+            .to_string();
+    }
     let lower = reason.to_ascii_lowercase();
     if lower.contains("authentication") || lower.contains("wrongpass") || lower.contains("noauth") {
         format!(
