@@ -238,6 +238,13 @@ fn with_passwords_on_the_data_nodes_and_the_sentinel_worker_and_cli_round_trip()
             setup.sentinel_port
         )
     );
+    let line = bus.run(&["status-line", "--format", "plain"]);
+    assert_eq!(
+        String::from_utf8_lossy(&line.stdout).trim(),
+        "pb: 1 healthy, 0 queued",
+        "{}",
+        stderr(&line)
+    );
     drop(worker);
     let log = std::fs::read_to_string(&worker_log).unwrap();
     assert!(!log.is_empty(), "the worker logged nothing at debug level");
@@ -246,6 +253,7 @@ fn with_passwords_on_the_data_nodes_and_the_sentinel_worker_and_cli_round_trip()
         stderr(&out),
         String::from_utf8_lossy(&status.stdout).into_owned(),
         stderr(&status),
+        stderr(&line),
         log,
     ] {
         for password in [DATA_PASSWORD, SENTINEL_PASSWORD] {
@@ -267,6 +275,9 @@ fn a_wrong_or_missing_password_fails_with_exit_3_saying_which_without_showing_it
         assert_eq!(out.status.code(), Some(3), "{err}");
         assert!(err.contains(&redacted), "{err}");
         assert!(err.contains(hint), "{err}");
+        // `redis-cli -u` cannot read a sentinel URL: the hint asks a sentinel instead.
+        assert!(err.contains("get-master-addr-by-name"), "{err}");
+        assert!(!err.contains("redis-cli -u"), "{err}");
         let stdout = String::from_utf8_lossy(&out.stdout);
         for secret in secrets {
             assert!(!err.contains(secret), "{secret} shown in {err}");

@@ -69,9 +69,10 @@ pub enum BusError {
 /// says what to fix and the hint is how to ask a sentinel.
 fn unreachable_hint(url: &str, reason: &str) -> String {
     if url.contains("+sentinel://") {
-        return "ask a sentinel what it knows with `redis-cli -h HOST -p PORT sentinel \
-                get-master-addr-by-name SERVICE` (add --tls --cacert CA.pem for \
-                rediss+sentinel://, --askpass when the sentinels have a password)"
+        return "check by hand: `redis-cli -h HOST -p PORT sentinel get-master-addr-by-name \
+                SERVICE` asks a sentinel for the primary, `redis-cli -h HOST -p PORT ping` \
+                reaches that primary (add --askpass for a password, --tls --cacert CA.pem \
+                for rediss+sentinel://)"
             .to_string();
     }
     let lower = reason.to_ascii_lowercase();
