@@ -23,7 +23,9 @@ use support::deployments::{
     TestCerts, SERVICE,
 };
 
-const DATA_PASSWORD: &str = "data-Pa55word";
+/// `@`, `/` and `:` must be percent-encoded in the URL; the tests check neither form leaks.
+const DATA_PASSWORD: &str = "data@Pa55/w:rd";
+const DATA_PASSWORD_IN_URL: &str = "data%40Pa55%2Fw%3Ard";
 const SENTINEL_PASSWORD: &str = "sentinel-Pa55word";
 
 /// A library handle on the bus with the same settings as the `panebus` calls of `bus`.
@@ -197,7 +199,9 @@ fn password_setup() -> SentinelSetup {
 fn with_passwords_on_the_data_nodes_and_the_sentinel_worker_and_cli_round_trip() {
     let setup = password_setup();
     let url = setup.url();
-    assert!(url.starts_with(&format!("redis+sentinel://:{DATA_PASSWORD}@127.0.0.1:")));
+    assert!(url.starts_with(&format!(
+        "redis+sentinel://:{DATA_PASSWORD_IN_URL}@127.0.0.1:"
+    )));
     let mut bus = Panebus::new(&url);
     bus.set("PANEBUS_REDIS_SENTINEL_PASSWORD", SENTINEL_PASSWORD);
     let logs = tempfile::tempdir().unwrap();
@@ -256,7 +260,7 @@ fn with_passwords_on_the_data_nodes_and_the_sentinel_worker_and_cli_round_trip()
         stderr(&line),
         log,
     ] {
-        for password in [DATA_PASSWORD, SENTINEL_PASSWORD] {
+        for password in [DATA_PASSWORD, DATA_PASSWORD_IN_URL, SENTINEL_PASSWORD] {
             assert!(!text.contains(password), "{password} shown in {text}");
         }
     }
@@ -292,14 +296,19 @@ fn a_wrong_or_missing_password_fails_with_exit_3_saying_which_without_showing_it
     let err = check(
         &bus,
         "the sentinels refused PANEBUS_REDIS_SENTINEL_PASSWORD",
-        &[DATA_PASSWORD, SENTINEL_PASSWORD, "not-the-sentinel-pw"],
+        &[
+            DATA_PASSWORD,
+            DATA_PASSWORD_IN_URL,
+            SENTINEL_PASSWORD,
+            "not-the-sentinel-pw",
+        ],
     );
     eprintln!("wrong sentinel password: {err}");
     let bus = Panebus::new(&setup.url());
     let err = check(
         &bus,
         "set PANEBUS_REDIS_SENTINEL_PASSWORD",
-        &[DATA_PASSWORD, SENTINEL_PASSWORD],
+        &[DATA_PASSWORD, DATA_PASSWORD_IN_URL, SENTINEL_PASSWORD],
     );
     eprintln!("no sentinel password: {err}");
 
@@ -310,7 +319,12 @@ fn a_wrong_or_missing_password_fails_with_exit_3_saying_which_without_showing_it
     let err = check(
         &bus,
         &format!("the primary the sentinels name ({primary}) refused the URL's password"),
-        &[DATA_PASSWORD, SENTINEL_PASSWORD, "not-the-data-pw"],
+        &[
+            DATA_PASSWORD,
+            DATA_PASSWORD_IN_URL,
+            SENTINEL_PASSWORD,
+            "not-the-data-pw",
+        ],
     );
     assert!(!err.contains("PANEBUS_REDIS_SENTINEL_PASSWORD"), "{err}");
     eprintln!("wrong data password: {err}");
@@ -337,7 +351,11 @@ fn a_sentinel_password_for_a_sentinel_without_one_fails_with_exit_3() {
     let out = bus.run(&["status"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("PANEBUS_REDIS_SENTINEL_PASSWORD"), "{err}");
+    assert!(
+        err.contains("the sentinels refused PANEBUS_REDIS_SENTINEL_PASSWORD")
+            && err.contains("unset it if they have none"),
+        "{err}"
+    );
     assert!(!err.contains("needless-pw"), "{err}");
 }
 

@@ -655,7 +655,35 @@ impl Bus {
 
 #[cfg(test)]
 mod tests {
-    use super::{blocking_key, redact_url};
+    use super::{blocking_key, redact_url, refused_password_reason, RefusedPassword};
+
+    #[test]
+    fn a_refused_password_names_the_setting_to_fix() {
+        let sentinels = Some(RefusedPassword::Sentinels);
+        assert!(refused_password_reason(sentinels.clone(), true, true)
+            .contains("the sentinels refused PANEBUS_REDIS_SENTINEL_PASSWORD"));
+        assert!(refused_password_reason(sentinels, false, true)
+            .contains("set PANEBUS_REDIS_SENTINEL_PASSWORD"));
+        let data = |primary: Option<&str>| {
+            Some(RefusedPassword::DataNodes {
+                primary: primary.map(str::to_string),
+            })
+        };
+        let reason = refused_password_reason(data(Some("10.0.0.7:6379")), true, true);
+        assert!(
+            reason.contains("(10.0.0.7:6379) refused the URL's password")
+                && !reason.contains("PANEBUS_REDIS_SENTINEL_PASSWORD"),
+            "{reason}"
+        );
+        assert!(refused_password_reason(data(None), true, false)
+            .contains("name asks for a password and the URL has none"));
+        // No sentinel answered the check: both settings are named.
+        let reason = refused_password_reason(None, true, true);
+        assert!(
+            reason.contains("PANEBUS_REDIS_SENTINEL_PASSWORD") && reason.contains("URL's password"),
+            "{reason}"
+        );
+    }
 
     #[test]
     fn blocking_commands_route_by_the_key_they_wait_on() {

@@ -593,6 +593,19 @@ fn cli_flags(certs: Option<&TestCerts>, password: Option<&str>) -> Vec<String> {
     flags
 }
 
+/// `text` with every byte but unreserved ones percent-encoded, fit for a URL's user info.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 fn file_arg(path: &Path) -> String {
     path.display().to_string()
 }
@@ -768,7 +781,7 @@ impl SentinelSetup {
     }
 
     /// `redis+sentinel://[:DATA_PASSWORD@]127.0.0.1:SENTINEL/SERVICE/0`
-    /// (`rediss+sentinel://` with TLS).
+    /// (`rediss+sentinel://` with TLS), the password percent-encoded.
     pub fn url(&self) -> String {
         self.url_with_password(self.data_password.as_deref())
     }
@@ -780,7 +793,9 @@ impl SentinelSetup {
         } else {
             "redis+sentinel"
         };
-        let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
+        let auth = password
+            .map(|p| format!(":{}@", percent_encode(p)))
+            .unwrap_or_default();
         format!(
             "{scheme}://{auth}127.0.0.1:{}/{SERVICE}/0",
             self.sentinel_port
