@@ -28,11 +28,14 @@ use redis::cluster_routing::{Route as SlotRoute, RoutingInfo, SingleNodeRoutingI
 use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline,
-    RedisError, RedisFuture, RedisResult, TlsCertificates, TlsMode, Value,
+    RedisConnectionInfo, RedisError, RedisFuture, RedisResult, TlsCertificates, TlsMode, Value,
 };
 
 use super::deployment::{client_for, install_crypto_provider, Deployment, TlsFiles};
-use super::sentinel::{breaks_connection, is_readonly, SentinelPrimary};
+use super::sentinel::{
+    breaks_connection, is_auth_error, is_readonly, refused_password, RefusedPassword,
+    SentinelPrimary,
+};
 use super::{Bus, BusError};
 
 /// How long establishing a TCP/unix connection may take before Redis counts as unreachable.
@@ -224,20 +227,23 @@ pub(super) async fn open_shared(
         } => {
             let node = node_url.as_str().into_connection_info().map_err(failed)?;
             let node = node.redis_settings();
-            let addrs = sentinels.into_iter().map(|(host, port)| {
-                if tls {
-                    ConnectionAddr::TcpTls {
-                        host,
-                        port,
-                        insecure: false,
-                        tls_params: None,
+            let addrs: Vec<ConnectionAddr> = sentinels
+                .into_iter()
+                .map(|(host, port)| {
+                    if tls {
+                        ConnectionAddr::TcpTls {
+                            host,
+                            port,
+                            insecure: false,
+                            tls_params: None,
+                        }
+                    } else {
+                        ConnectionAddr::Tcp(host, port)
                     }
-                } else {
-                    ConnectionAddr::Tcp(host, port)
-                }
-            });
+                })
+                .collect();
             let mut builder =
-                SentinelClientBuilder::new(addrs, &service, SentinelServerType::Master)
+                SentinelClientBuilder::new(addrs.clone(), &service, SentinelServerType::Master)
                     .map_err(failed)?
                     .set_client_to_redis_db(node.db());
             if let Some(user) = node.username() {
@@ -260,17 +266,74 @@ pub(super) async fn open_shared(
                 }
             }
             let client = builder.build().map_err(failed)?;
-            let primary = SentinelPrimary::connect(client, node.db())
-                .await
-                .map_err(|e| {
-                    unreachable(format!(
-                        "{}; check that the sentinels run and monitor a service named {service:?} \
-                         (`redis-cli -p PORT sentinel get-master-addr-by-name {service}`)",
+            let primary = match SentinelPrimary::connect(client, node.db()).await {
+                Ok(primary) => primary,
+                Err(e) if is_auth_error(&e) => {
+                    let sentinels = addrs
+                        .into_iter()
+                        .map(|addr| {
+                            let mut info = addr.into_connection_info()?;
+                            if let Some(password) = sentinel_password {
+                                info = info.set_redis_settings(
+                                    RedisConnectionInfo::default().set_password(password),
+                                );
+                            }
+                            client_for(info, certs.as_ref())
+                        })
+                        .collect::<RedisResult<Vec<_>>>()
+                        .map_err(failed)?;
+                    let refused = refused_password(&sentinels, &service).await;
+                    return Err(unreachable(refused_password_reason(
+                        refused,
+                        sentinel_password.is_some(),
+                        node.password().is_some(),
+                    )));
+                }
+                Err(e) => {
+                    return Err(unreachable(format!(
+                        "{}; check that the sentinels run and monitor a service named {service:?}",
                         describe(&e, tls)
-                    ))
-                })?;
+                    )))
+                }
+            };
             Ok(SharedConnection::Sentinel(primary))
         }
+    }
+}
+
+/// What to fix when a password was refused through the sentinels.
+fn refused_password_reason(
+    refused: Option<RefusedPassword>,
+    sentinel_password: bool,
+    url_password: bool,
+) -> String {
+    match refused {
+        Some(RefusedPassword::Sentinels) if sentinel_password => {
+            "the sentinels refused PANEBUS_REDIS_SENTINEL_PASSWORD: set it to the sentinels' own \
+             password (their `requirepass`), or unset it if they have none"
+                .to_string()
+        }
+        Some(RefusedPassword::Sentinels) => {
+            "the sentinels ask for a password: set PANEBUS_REDIS_SENTINEL_PASSWORD to the \
+             sentinels' own password (their `requirepass`)"
+                .to_string()
+        }
+        Some(RefusedPassword::DataNodes { primary }) => {
+            let primary = primary.map(|p| format!(" ({p})")).unwrap_or_default();
+            let refused = if url_password {
+                "refused the URL's password"
+            } else {
+                "asks for a password and the URL has none"
+            };
+            format!(
+                "the primary the sentinels name{primary} {refused}: put the \
+                 password of the primary and its replicas (their `requirepass`) in the URL, as \
+                 redis+sentinel://:PASSWORD@HOST:PORT/SERVICE (percent-encode @ / : in it)"
+            )
+        }
+        None => "a password was refused: the URL's password is that of the primary and its \
+                 replicas, PANEBUS_REDIS_SENTINEL_PASSWORD that of the sentinels themselves"
+            .to_string(),
     }
 }
 
@@ -592,7 +655,35 @@ impl Bus {
 
 #[cfg(test)]
 mod tests {
-    use super::{blocking_key, redact_url};
+    use super::{blocking_key, redact_url, refused_password_reason, RefusedPassword};
+
+    #[test]
+    fn a_refused_password_names_the_setting_to_fix() {
+        let sentinels = Some(RefusedPassword::Sentinels);
+        assert!(refused_password_reason(sentinels.clone(), true, true)
+            .contains("the sentinels refused PANEBUS_REDIS_SENTINEL_PASSWORD"));
+        assert!(refused_password_reason(sentinels, false, true)
+            .contains("set PANEBUS_REDIS_SENTINEL_PASSWORD"));
+        let data = |primary: Option<&str>| {
+            Some(RefusedPassword::DataNodes {
+                primary: primary.map(str::to_string),
+            })
+        };
+        let reason = refused_password_reason(data(Some("10.0.0.7:6379")), true, true);
+        assert!(
+            reason.contains("(10.0.0.7:6379) refused the URL's password")
+                && !reason.contains("PANEBUS_REDIS_SENTINEL_PASSWORD"),
+            "{reason}"
+        );
+        assert!(refused_password_reason(data(None), true, false)
+            .contains("name asks for a password and the URL has none"));
+        // No sentinel answered the check: both settings are named.
+        let reason = refused_password_reason(None, true, true);
+        assert!(
+            reason.contains("PANEBUS_REDIS_SENTINEL_PASSWORD") && reason.contains("URL's password"),
+            "{reason}"
+        );
+    }
 
     #[test]
     fn blocking_commands_route_by_the_key_they_wait_on() {

@@ -65,8 +65,16 @@ pub enum BusError {
 }
 
 /// What to do about an unreachable Redis: a refused password needs other credentials, not
-/// another server.
+/// another server. `redis-cli -u` cannot read a sentinel URL: for one, the reason already
+/// says what to fix and the hint is how to ask a sentinel.
 fn unreachable_hint(url: &str, reason: &str) -> String {
+    if url.contains("+sentinel://") {
+        return "check by hand: `redis-cli -h HOST -p PORT sentinel get-master-addr-by-name \
+                SERVICE` asks a sentinel for the primary, `redis-cli -h HOST -p PORT ping` \
+                reaches that primary (add --askpass for a password, --tls --cacert CA.pem \
+                for rediss+sentinel://)"
+            .to_string();
+    }
     let lower = reason.to_ascii_lowercase();
     if lower.contains("authentication") || lower.contains("wrongpass") || lower.contains("noauth") {
         format!(

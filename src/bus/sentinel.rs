@@ -10,6 +10,10 @@
 //! could not be sent because no primary was reachable is retried for a short while (a
 //! failover in progress). A connection that broke mid-request is dropped and the error
 //! returned, since the request may have run: the next request resolves the primary again.
+//!
+//! A refused password is not retried: [`refused_password`] then asks the sentinels
+//! directly to tell the sentinels' password (`PANEBUS_REDIS_SENTINEL_PASSWORD`) from the
+//! data nodes' (the URL's), so the message names the one to fix.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,6 +79,8 @@ impl SentinelPrimary {
         loop {
             match primary.current().await {
                 Ok(_) => return Ok(primary),
+                // A wrong password stays wrong: fail now and say which one.
+                Err(e) if is_auth_error(&e) => return Err(e),
                 Err(e) if Instant::now() + RESOLVE_PAUSE < deadline => {
                     tracing::debug!(error = %e, "no primary yet; asking the sentinels again");
                     tokio::time::sleep(RESOLVE_PAUSE).await;
@@ -182,6 +188,58 @@ impl SentinelPrimary {
             }
         }
     }
+}
+
+/// Whose password was refused when resolving the primary failed on a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum RefusedPassword {
+    /// The sentinels refused `PANEBUS_REDIS_SENTINEL_PASSWORD`, or asked for one.
+    Sentinels,
+    /// A sentinel answered with that password: the primary it names (`host:port`, when it
+    /// names one) refused the URL's credentials.
+    DataNodes { primary: Option<String> },
+}
+
+/// Whether `e` is a refused or missing password (or user name).
+pub(super) fn is_auth_error(e: &RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
+/// Asks each sentinel (`sentinels`: clients carrying the sentinels' password) for the
+/// primary of `service`, to find whose password was refused; `None` when no sentinel
+/// answered either way.
+pub(super) async fn refused_password(
+    sentinels: &[redis::Client],
+    service: &str,
+) -> Option<RefusedPassword> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(CONNECT_TIMEOUT));
+    let mut refused = None;
+    for sentinel in sentinels {
+        let reply: RedisResult<Option<(String, u16)>> = async {
+            let mut conn = sentinel
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(service)
+                .query_async(&mut conn)
+                .await
+        }
+        .await;
+        match reply {
+            Ok(primary) => {
+                return Some(RefusedPassword::DataNodes {
+                    primary: primary.map(|(host, port)| format!("{host}:{port}")),
+                })
+            }
+            Err(e) if is_auth_error(&e) => refused = Some(RefusedPassword::Sentinels),
+            Err(e) => tracing::debug!(error = %e, "a sentinel did not answer"),
+        }
+    }
+    refused
 }
 
 /// One request as the redis crate hands it over.

@@ -545,81 +545,188 @@ struct NodeRow {
 
 // ---- Sentinel ----
 
+/// How the servers of a [`SentinelSetup`] are protected; the default is not at all.
+#[derive(Default, Clone, Copy)]
+pub struct SentinelSecurity<'a> {
+    /// `requirepass` and `masterauth` of the primary and the replica (the sentinel gets it
+    /// as `sentinel auth-pass`).
+    pub data_password: Option<&'a str>,
+    /// `requirepass` of the sentinel itself.
+    pub sentinel_password: Option<&'a str>,
+    /// TLS only, everywhere (clients, replication, the sentinel's links), with the test CA.
+    pub certs: Option<&'a TestCerts>,
+}
+
 /// A primary (`min-replicas-to-write 1`), one replica of it, and one sentinel monitoring
-/// them as service `SERVICE`.
+/// them as service `SERVICE`, optionally with passwords and TLS ([`SentinelSecurity`]).
 pub struct SentinelSetup {
     _servers: Vec<ChildGuard>,
     _dir: tempfile::TempDir,
     pub primary_port: u16,
     pub replica_port: u16,
     pub sentinel_port: u16,
+    /// redis-cli flags reaching the data nodes (TLS, password).
+    data_flags: Vec<String>,
+    /// redis-cli flags reaching the sentinel.
+    sentinel_flags: Vec<String>,
+    data_password: Option<String>,
+    tls: bool,
 }
 
 pub const SERVICE: &str = "pbservice";
 
+/// `redis-cli` flags for TLS with the test CA and for a password.
+fn cli_flags(certs: Option<&TestCerts>, password: Option<&str>) -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Some(certs) = certs {
+        flags.extend(["--tls".into(), "--cacert".into(), file_arg(&certs.ca())]);
+    }
+    if let Some(password) = password {
+        flags.extend(["--no-auth-warning".into(), "-a".into(), password.into()]);
+    }
+    flags
+}
+
+/// `text` with every byte but unreserved ones percent-encoded, fit for a URL's user info.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn file_arg(path: &Path) -> String {
+    path.display().to_string()
+}
+
 impl SentinelSetup {
+    /// No passwords, no TLS.
     pub fn start() -> SentinelSetup {
+        SentinelSetup::start_with(SentinelSecurity::default())
+    }
+
+    pub fn start_with(security: SentinelSecurity) -> SentinelSetup {
         let dir = tempfile::tempdir().expect("tempdir for sentinel");
         let mut servers = Vec::new();
         let primary_dir = dir.path().join("primary");
         let replica_dir = dir.path().join("replica");
         std::fs::create_dir(&primary_dir).unwrap();
         std::fs::create_dir(&replica_dir).unwrap();
-        let answers = |[port]: [u16; 1]| cli(port, &["ping"]) == "PONG";
+        let data_flags = cli_flags(security.certs, security.data_password);
+        let sentinel_flags = cli_flags(security.certs, security.sentinel_password);
+        // The listening port (TLS-only with certificates) and the protection of a data node.
+        let data_args = |port: u16| {
+            let mut args: Vec<String> = Vec::new();
+            match security.certs {
+                None => args.extend(["--port".into(), port.to_string()]),
+                Some(certs) => {
+                    let c = certs.dir.path();
+                    args.extend([
+                        "--port".into(),
+                        "0".into(),
+                        "--tls-port".into(),
+                        port.to_string(),
+                        "--tls-replication".into(),
+                        "yes".into(),
+                        "--tls-cert-file".into(),
+                        file_arg(&c.join("server.pem")),
+                        "--tls-key-file".into(),
+                        file_arg(&c.join("server.key")),
+                        "--tls-ca-cert-file".into(),
+                        file_arg(&certs.ca()),
+                        "--tls-auth-clients".into(),
+                        "optional".into(),
+                    ]);
+                }
+            }
+            if let Some(password) = security.data_password {
+                // masterauth on both: after a failover the old primary syncs from the new one.
+                args.extend([
+                    "--requirepass".into(),
+                    password.into(),
+                    "--masterauth".into(),
+                    password.into(),
+                ]);
+            }
+            args
+        };
+        let data_answers = |[port]: [u16; 1]| cli_with(&data_flags, port, &["ping"]) == "PONG";
         // As Redis recommends under Sentinel: a primary that lost its replica (the moment
         // the replica is promoted) refuses writes instead of accepting writes that the
         // failover then throws away.
         let (primary, [primary_port]) = start_on_free_ports(
             "sentinel primary",
             |[port]| {
-                spawn_server(
-                    &primary_dir,
-                    &[
-                        "--port".into(),
-                        port.to_string(),
-                        "--min-replicas-to-write".into(),
-                        "1".into(),
-                        "--min-replicas-max-lag".into(),
-                        "10".into(),
-                    ],
-                )
+                let mut args = data_args(port);
+                args.extend([
+                    "--min-replicas-to-write".into(),
+                    "1".into(),
+                    "--min-replicas-max-lag".into(),
+                    "10".into(),
+                ]);
+                spawn_server(&primary_dir, &args)
             },
-            answers,
+            data_answers,
         );
         servers.push(primary);
         let (replica, [replica_port]) = start_on_free_ports(
             "sentinel replica",
             |[port]| {
-                spawn_server(
-                    &replica_dir,
-                    &[
-                        "--port".into(),
-                        port.to_string(),
-                        "--replicaof".into(),
-                        "127.0.0.1".into(),
-                        primary_port.to_string(),
-                    ],
-                )
+                let mut args = data_args(port);
+                args.extend([
+                    "--replicaof".into(),
+                    "127.0.0.1".into(),
+                    primary_port.to_string(),
+                ]);
+                spawn_server(&replica_dir, &args)
             },
-            answers,
+            data_answers,
         );
         servers.push(replica);
         wait_for("replica in sync", 15, || {
-            cli(replica_port, &["info", "replication"]).contains("master_link_status:up")
+            cli_with(&data_flags, replica_port, &["info", "replication"])
+                .contains("master_link_status:up")
         });
         let conf = dir.path().join("sentinel.conf");
+        let mut protection = String::new();
+        if let Some(certs) = security.certs {
+            let c = certs.dir.path();
+            // tls-replication makes the sentinel reach the data nodes over TLS too.
+            protection.push_str(&format!(
+                "tls-replication yes\ntls-cert-file {}\ntls-key-file {}\n\
+                 tls-ca-cert-file {}\ntls-auth-clients optional\n",
+                file_arg(&c.join("server.pem")),
+                file_arg(&c.join("server.key")),
+                file_arg(&certs.ca())
+            ));
+        }
+        if let Some(password) = security.sentinel_password {
+            protection.push_str(&format!("requirepass {password}\n"));
+        }
+        if let Some(password) = security.data_password {
+            protection.push_str(&format!("sentinel auth-pass {SERVICE} {password}\n"));
+        }
         let (sentinel, [sentinel_port]) = start_on_free_ports(
             "sentinel",
             |[port]| {
+                let listen = match security.certs {
+                    None => format!("port {port}\n"),
+                    Some(_) => format!("port 0\ntls-port {port}\n"),
+                };
                 // Sentinel rewrites its configuration file: a fresh one for each attempt.
                 std::fs::write(
                     &conf,
                     format!(
-                        "port {port}\nbind 127.0.0.1\ndir {}\n\
+                        "{listen}bind 127.0.0.1\ndir {}\n\
                          sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 1\n\
                          sentinel down-after-milliseconds {SERVICE} 1000\n\
                          sentinel failover-timeout {SERVICE} 3000\n\
-                         sentinel parallel-syncs {SERVICE} 1\n",
+                         sentinel parallel-syncs {SERVICE} 1\n{protection}",
                         dir.path().display()
                     ),
                 )
@@ -634,7 +741,7 @@ impl SentinelSetup {
                         .expect("spawn redis-server --sentinel"),
                 )
             },
-            answers,
+            |[port]| cli_with(&sentinel_flags, port, &["ping"]) == "PONG",
         );
         servers.push(sentinel);
         let setup = SentinelSetup {
@@ -643,18 +750,48 @@ impl SentinelSetup {
             primary_port,
             replica_port,
             sentinel_port,
+            data_flags,
+            sentinel_flags,
+            data_password: security.data_password.map(str::to_string),
+            tls: security.certs.is_some(),
         };
         wait_for("sentinel knows the replica", 20, || {
-            cli(sentinel_port, &["sentinel", "replicas", SERVICE])
+            setup
+                .cli(sentinel_port, &["sentinel", "replicas", SERVICE])
                 .contains(&replica_port.to_string())
         });
         setup
     }
 
-    /// `redis+sentinel://127.0.0.1:SENTINEL/SERVICE/0`.
+    /// `redis-cli -p PORT ARGS` against a data node or the sentinel, with its TLS flags and
+    /// password; stdout trimmed.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let flags = if port == self.sentinel_port {
+            &self.sentinel_flags
+        } else {
+            &self.data_flags
+        };
+        cli_with(flags, port, args)
+    }
+
+    /// `redis+sentinel://[:DATA_PASSWORD@]127.0.0.1:SENTINEL/SERVICE/0`
+    /// (`rediss+sentinel://` with TLS), the password percent-encoded.
     pub fn url(&self) -> String {
+        self.url_with_password(self.data_password.as_deref())
+    }
+
+    /// [`SentinelSetup::url`] with `password` as the data nodes' password.
+    pub fn url_with_password(&self, password: Option<&str>) -> String {
+        let scheme = if self.tls {
+            "rediss+sentinel"
+        } else {
+            "redis+sentinel"
+        };
+        let auth = password
+            .map(|p| format!(":{}@", percent_encode(p)))
+            .unwrap_or_default();
         format!(
-            "redis+sentinel://127.0.0.1:{}/{SERVICE}/0",
+            "{scheme}://{auth}127.0.0.1:{}/{SERVICE}/0",
             self.sentinel_port
         )
     }
@@ -668,7 +805,7 @@ impl SentinelSetup {
 
     /// The port the sentinel names as primary now.
     pub fn current_primary(&self) -> u16 {
-        cli(
+        self.cli(
             self.sentinel_port,
             &["sentinel", "get-master-addr-by-name", SERVICE],
         )
