@@ -14,6 +14,7 @@ mod support;
 
 use std::time::Duration;
 
+use panebus::bus::keys::Keys;
 use panebus::bus::Bus;
 use panebus::config::Config;
 use panebus::schema::Command;
@@ -41,6 +42,9 @@ async fn library_bus(bus: &Panebus) -> Bus {
         .await
         .expect("connect through the sentinel")
 }
+
+/// The key layout of the `deploy` namespace the `Panebus` runner uses.
+static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys::new("deploy"));
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -111,8 +115,8 @@ async fn failover_while_commands_flow_loses_nothing(setup: &SentinelSetup, bus: 
                 "{port}: role {:?} keys {:?} queue {:?} processing {:?}",
                 setup.cli(port, &["role"]),
                 setup.cli(port, &["keys", "*"]),
-                setup.cli(port, &["llen", "deploy:{testnode/%1}:queue"]),
-                setup.cli(port, &["llen", "deploy:{testnode/%1}:processing"])
+                setup.cli(port, &["llen", &KEYS.queue("testnode/%1")]),
+                setup.cli(port, &["llen", &KEYS.processing("testnode/%1")])
             );
         }
         eprintln!(
@@ -131,10 +135,7 @@ async fn failover_while_commands_flow_loses_nothing(setup: &SentinelSetup, bus: 
     let result = bus.json(&["dispatch", "%1", "ping", "--wait", "--wait-timeout", "30"]);
     assert_eq!(result["ok"], true, "{result}");
     let id = result["command_id"].as_str().unwrap();
-    let stored = setup.cli(
-        setup.replica_port,
-        &["exists", &format!("deploy:result:{id}")],
-    );
+    let stored = setup.cli(setup.replica_port, &["exists", &KEYS.result(id)]);
     assert_eq!(stored, "1", "the result is on the new primary");
 }
 
@@ -161,10 +162,7 @@ fn crashed_primary_is_replaced_by_the_promoted_replica(mut setup: SentinelSetup,
     assert_eq!(result["ok"], true, "{result}");
     let id = result["command_id"].as_str().unwrap();
     assert_eq!(
-        setup.cli(
-            setup.replica_port,
-            &["exists", &format!("deploy:result:{id}")]
-        ),
+        setup.cli(setup.replica_port, &["exists", &KEYS.result(id)]),
         "1"
     );
     // status-line reaches the promoted primary through the sentinels too.
@@ -246,10 +244,7 @@ fn with_passwords_on_the_data_nodes_and_the_sentinel_worker_and_cli_round_trip()
     assert_eq!(result["result"]["pong"], true, "{result}");
     let id = result["command_id"].as_str().unwrap();
     assert_eq!(
-        setup.cli(
-            setup.primary_port,
-            &["exists", &format!("deploy:result:{id}")]
-        ),
+        setup.cli(setup.primary_port, &["exists", &KEYS.result(id)]),
         "1",
         "the result is on the primary"
     );
@@ -418,10 +413,7 @@ fn rediss_sentinel_round_trip_and_an_untrusted_ca() {
     assert_eq!(result["ok"], true, "{result}");
     let id = result["command_id"].as_str().unwrap();
     assert_eq!(
-        setup.cli(
-            setup.primary_port,
-            &["exists", &format!("deploy:result:{id}")]
-        ),
+        setup.cli(setup.primary_port, &["exists", &KEYS.result(id)]),
         "1"
     );
 
