@@ -222,13 +222,6 @@ async fn the_coordinator_respawns_a_killed_worker_and_requeues_on_a_cluster() {
     );
 }
 
-/// `panebus status-line --format plain`, which always exits 0.
-fn status_line(bus: &Panebus) -> String {
-    let out = bus.run(&["status-line", "--format", "plain"]);
-    assert_eq!(out.status.code(), Some(0));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_line_and_the_workflow_store_work_across_primaries() {
     let cluster = RedisCluster::start();
@@ -241,7 +234,7 @@ async fn status_line_and_the_workflow_store_work_across_primaries() {
     wait_for(
         "both workers to count as healthy",
         Duration::from_secs(30),
-        || status_line(&bus) == "pb: 2 healthy, 0 queued",
+        || bus.status_line() == "pb: 2 healthy, 0 queued",
     );
 
     // Records and their index go in one MULTI; listing reads a page in one pipeline.
@@ -292,7 +285,7 @@ fn a_tls_cluster_round_trips_with_the_test_ca() {
         let result = bus.json(&["dispatch", pane, "ping", "--wait", "--wait-timeout", "30"]);
         assert_eq!(result["ok"], true, "{result}");
     }
-    let line = status_line(&bus);
+    let line = bus.status_line();
     assert!(line.starts_with("pb: 2 healthy"), "{line}");
     // Without the CA the nodes' certificates are not trusted.
     bus.env.retain(|(k, _)| k != "PANEBUS_REDIS_CA_CERT");

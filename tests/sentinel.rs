@@ -166,11 +166,7 @@ fn crashed_primary_is_replaced_by_the_promoted_replica(mut setup: SentinelSetup,
         "1"
     );
     // status-line reaches the promoted primary through the sentinels too.
-    let out = bus.run(&["status-line", "--format", "plain"]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "pb: 1 healthy, 0 queued"
-    );
+    assert_eq!(bus.status_line(), "pb: 1 healthy, 0 queued");
 }
 
 #[test]

@@ -42,13 +42,7 @@ fn rediss_round_trip_with_the_test_ca_and_no_password_anywhere() {
     let dlq = bus.json(&["dlq", "list"]);
     assert_eq!(dlq.as_array().unwrap().len(), 1, "{dlq}");
     // status-line trusts the test CA too (it goes through the bus's TLS connection).
-    let line = bus.run(&["status-line", "--format", "plain"]);
-    assert_eq!(
-        String::from_utf8_lossy(&line.stdout).trim(),
-        "pb: 1 healthy, 0 queued",
-        "{}",
-        stderr(&line)
-    );
+    assert_eq!(bus.status_line(), "pb: 1 healthy, 0 queued");
 
     let status = bus.json(&["status"]);
     let shown_url = status["redis_url"].as_str().unwrap();

@@ -126,6 +126,18 @@ impl Panebus {
         })
     }
 
+    /// `panebus status-line --format plain`, which always exits 0; stdout trimmed.
+    pub fn status_line(&self) -> String {
+        let out = self.run(&["status-line", "--format", "plain"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Starts `panebus ARGS` (a `worker` command) as pane `pane`, its stderr going to
     /// `stderr`; does not wait for it.
     pub fn spawn_worker(&self, pane: &str, args: &[&str], stderr: Stdio) -> ChildGuard {
