@@ -1,7 +1,7 @@
 //! Redis deployments for tests, on free loopback ports, killed on Drop: a TLS redis-server
 //! with a test CA made by the openssl CLI, a six-node Redis Cluster (three primaries, one
 //! replica each), a single cluster-mode node owning every slot, and a primary + replica +
-//! sentinel. [`Panebus`] and [`ChildGuard`] are re-exported from their own modules for the
+//! sentinel (plain, with passwords on the data nodes and the sentinel, or TLS-only). [`Panebus`] and [`ChildGuard`] are re-exported from their own modules for the
 //! tests that reach them through this one.
 
 use std::collections::HashSet;
@@ -571,6 +571,9 @@ pub struct SentinelSetup {
     sentinel_flags: Vec<String>,
     data_password: Option<String>,
     tls: bool,
+    /// The port of a killed primary, held so that no other test's server binds it while
+    /// this sentinel still watches it (it would make that server a replica).
+    dead_primary_port: Option<std::os::fd::OwnedFd>,
 }
 
 pub const SERVICE: &str = "pbservice";
@@ -754,6 +757,7 @@ impl SentinelSetup {
             sentinel_flags,
             data_password: security.data_password.map(str::to_string),
             tls: security.certs.is_some(),
+            dead_primary_port: None,
         };
         wait_for("sentinel knows the replica", 20, || {
             setup
@@ -801,6 +805,7 @@ impl SentinelSetup {
         let primary = &mut self._servers[0].0;
         let _ = primary.kill();
         let _ = primary.wait();
+        self.dead_primary_port = hold_port(self.primary_port);
     }
 
     /// The port the sentinel names as primary now.
@@ -813,5 +818,29 @@ impl SentinelSetup {
         .nth(1)
         .and_then(|p| p.trim().parse().ok())
         .expect("the sentinel names a primary")
+    }
+}
+
+/// Binds 127.0.0.1:`port` without listening: connecting is refused, as to a dead server,
+/// and nobody else can bind it while the returned socket lives.
+fn hold_port(port: u16) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a new socket, owned at once; bind gets a sockaddr_in of the right size.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return None;
+        }
+        let socket = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_port = port.to_be();
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let bound = libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        (bound == 0).then_some(socket)
     }
 }
