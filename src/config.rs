@@ -164,7 +164,16 @@ pub struct Config {
     pub events_maxlen: usize,
     /// `PANEBUS_MAX_ATTEMPTS`: deliveries of one command before it goes to the DLQ.
     pub max_attempts: u32,
+    /// `PANEBUS_REPLICA_ACKS`: replicas that must confirm an enqueued command (Redis `WAIT`)
+    /// before it counts as queued; 0 (the default) does not wait.
+    pub replica_acks: u32,
+    /// `PANEBUS_REPLICA_ACK_TIMEOUT`: how long an enqueue waits for those confirmations.
+    pub replica_ack_timeout: Duration,
 }
+
+/// Longest accepted `PANEBUS_REPLICA_ACK_TIMEOUT`: the wait must end well within the
+/// response timeout of the bus's connection (5 s).
+const MAX_REPLICA_ACK_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Values given on the command line; each `Some` replaces the variable's value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -314,6 +323,8 @@ impl Config {
             result_ttl: Duration::from_secs(24 * 3600),
             events_maxlen: 10_000,
             max_attempts: 3,
+            replica_acks: 0,
+            replica_ack_timeout: Duration::from_secs(1),
         };
         if let Some(v) = get("PANEBUS_REDIS_URL") {
             config.redis_url = check_redis_url("PANEBUS_REDIS_URL", &v)?;
@@ -374,7 +385,30 @@ impl Config {
         if let Some(v) = get("PANEBUS_MAX_ATTEMPTS") {
             config.max_attempts = parse_count("PANEBUS_MAX_ATTEMPTS", &v)?;
         }
+        if let Some(v) = get("PANEBUS_REPLICA_ACKS") {
+            config.replica_acks = v.trim().parse().map_err(|_| {
+                invalid(
+                    "PANEBUS_REPLICA_ACKS",
+                    &v,
+                    "expected a whole number of replicas (0 to not wait)",
+                )
+            })?;
+        }
+        if let Some(v) = get("PANEBUS_REPLICA_ACK_TIMEOUT") {
+            config.replica_ack_timeout =
+                parse_positive_duration("PANEBUS_REPLICA_ACK_TIMEOUT", &v)?;
+            if config.replica_ack_timeout > MAX_REPLICA_ACK_TIMEOUT
+                || config.replica_ack_timeout < Duration::from_millis(1)
+            {
+                return Err(invalid(
+                    "PANEBUS_REPLICA_ACK_TIMEOUT",
+                    &v,
+                    "expected 1ms to 4s (the wait must end within the connection's 5 s response timeout)",
+                ));
+            }
+        }
         config.check_heartbeat()?;
+        config.check_replica_acks()?;
         config.check_tls()?;
         Ok(config)
     }
@@ -415,6 +449,21 @@ impl Config {
     }
 
     /// TLS files only make sense with a TLS URL, and a client certificate needs its key.
+    /// `WAIT` confirms the writes of one connection to one server: a Cluster spreads a
+    /// bus over several primaries, so the setting is refused there.
+    fn check_replica_acks(&self) -> Result<(), ConfigError> {
+        let cluster = Deployment::parse(&self.redis_url)
+            .is_ok_and(|d| matches!(d, Deployment::Cluster { .. }));
+        if self.replica_acks > 0 && cluster {
+            return Err(invalid(
+                "PANEBUS_REPLICA_ACKS",
+                &self.replica_acks.to_string(),
+                "not supported on a Redis Cluster (redis+cluster://): unset it there",
+            ));
+        }
+        Ok(())
+    }
+
     fn check_tls(&self) -> Result<(), ConfigError> {
         let tls = &self.redis_tls;
         match (&tls.client_cert, &tls.client_key) {
@@ -593,6 +642,44 @@ mod tests {
         );
         assert_eq!(c.max_payload_bytes, 1024 * 1024);
         assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.replica_acks, 0);
+        assert_eq!(c.replica_ack_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn replica_acks_take_a_count_and_a_bounded_timeout_and_no_cluster() {
+        let c = from(&[
+            ("PANEBUS_REPLICA_ACKS", "2"),
+            ("PANEBUS_REPLICA_ACK_TIMEOUT", "250ms"),
+        ])
+        .unwrap();
+        assert_eq!(c.replica_acks, 2);
+        assert_eq!(c.replica_ack_timeout, Duration::from_millis(250));
+        assert_eq!(
+            from(&[("PANEBUS_REPLICA_ACKS", "0")]).unwrap().replica_acks,
+            0
+        );
+        for (var, value) in [
+            ("PANEBUS_REPLICA_ACKS", "-1"),
+            ("PANEBUS_REPLICA_ACKS", "one"),
+            ("PANEBUS_REPLICA_ACK_TIMEOUT", "5s"),
+            ("PANEBUS_REPLICA_ACK_TIMEOUT", "0"),
+        ] {
+            let err = from(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var) && err.contains(value), "{err}");
+        }
+        let err = from(&[
+            ("PANEBUS_REDIS_URL", "redis+cluster://127.0.0.1:7000"),
+            ("PANEBUS_REPLICA_ACKS", "1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not supported on a Redis Cluster"), "{err}");
+        from(&[
+            ("PANEBUS_REDIS_URL", "redis+sentinel://127.0.0.1:26379/svc"),
+            ("PANEBUS_REPLICA_ACKS", "1"),
+        ])
+        .unwrap();
     }
 
     #[test]

@@ -765,3 +765,92 @@ async fn a_batch_sent_in_stages_keeps_reply_order_and_stops_at_a_failed_stage() 
         .unwrap();
     assert_eq!(after, None);
 }
+
+/// `PANEBUS_REPLICA_ACKS`: an enqueue counts only once that many replicas have it (Redis
+/// `WAIT` in the same pipeline). A stopped replica makes the enqueue fail with
+/// `NotReplicated` — the command is on the primary, and the message says so — and
+/// `dispatch` exit with 9; a replica that runs again confirms again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_acks_confirm_each_enqueue_or_say_it_is_not_replicated() {
+    let primary = RedisServer::start();
+    let port = primary.port.to_string();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    support::wait::wait_for("the replica in sync", Duration::from_secs(20), || {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut replica.conn())
+            .unwrap();
+        info.contains("master_link_status:up")
+    });
+    let mut c = config(&primary, "t");
+    c.replica_acks = 1;
+    c.replica_ack_timeout = Duration::from_millis(300);
+    let bus = Bus::connect(&c).await.unwrap();
+    let queued = |id: &str| {
+        let elements: Vec<String> = redis::cmd("LRANGE")
+            .arg(bus.keys().queue("testnode/%1"))
+            .arg(0)
+            .arg(-1)
+            .query(&mut primary.conn())
+            .unwrap();
+        elements.iter().any(|e| e.contains(id))
+    };
+
+    let confirmed = Command::new("ping", json!({}), "test");
+    assert_eq!(
+        bus.enqueue("testnode/%1", &confirmed, true).await.unwrap(),
+        1
+    );
+
+    support::process::signal_pid(replica.pid(), libc::SIGSTOP);
+    let unconfirmed = Command::new("ping", json!({}), "test");
+    match bus.enqueue("testnode/%1", &unconfirmed, true).await {
+        Err(
+            e @ BusError::NotReplicated {
+                acked: 0,
+                wanted: 1,
+                ..
+            },
+        ) => {
+            let text = e.to_string();
+            assert!(text.contains(&unconfirmed.id), "{text}");
+            assert!(text.contains("queued on the primary"), "{text}");
+        }
+        other => panic!("expected NotReplicated, got {other:?}"),
+    }
+    assert!(queued(&unconfirmed.id), "the command is on the primary");
+
+    // The CLI: exit 9 with the same message.
+    let mut cli = support::panebus::Panebus::on(&primary.url(), "t", "testnode");
+    cli.set("PANEBUS_REPLICA_ACKS", "1");
+    cli.set("PANEBUS_REPLICA_ACK_TIMEOUT", "300ms");
+    let out = cli.run(&["dispatch", "%1", "ping", "--force"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{stderr}");
+    assert!(stderr.contains("0 of 1 replicas confirmed"), "{stderr}");
+
+    support::process::signal_pid(replica.pid(), libc::SIGCONT);
+    let again = Command::new("ping", json!({}), "test");
+    support::wait::wait_for_async(
+        "the replica confirms again",
+        Duration::from_secs(20),
+        || {
+            let (bus, again) = (&bus, &again);
+            async move { bus.enqueue("testnode/%1", again, true).await.is_ok() }
+        },
+    )
+    .await;
+
+    // More replicas asked for than exist: never confirmed.
+    c.replica_acks = 2;
+    let two = Bus::connect(&c).await.unwrap();
+    let cmd = Command::new("ping", json!({}), "test");
+    assert!(matches!(
+        two.enqueue("testnode/%1", &cmd, true).await,
+        Err(BusError::NotReplicated {
+            acked: 1,
+            wanted: 2,
+            ..
+        })
+    ));
+}

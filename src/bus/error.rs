@@ -22,6 +22,20 @@ pub enum BusError {
     )]
     QueueFull { worker: String, depth: usize },
 
+    /// The command was queued on the primary but fewer replicas than asked confirmed it.
+    #[error(
+        "command {command_id} is queued on the primary, but only {acked} of {wanted} replicas \
+         confirmed it within {within:?} (PANEBUS_REPLICA_ACKS): a failover now could lose it. \
+         Check the replicas (`INFO replication` on the primary); before sending it again, look \
+         for it with `panebus result {command_id}`"
+    )]
+    NotReplicated {
+        command_id: String,
+        acked: u32,
+        wanted: u32,
+        within: std::time::Duration,
+    },
+
     /// No worker with this id is registered.
     #[error(
         "no worker {worker} is registered in this bus; list workers with `panebus panes`, \

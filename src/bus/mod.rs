@@ -43,6 +43,9 @@ pub struct Limits {
     pub result_ttl: Duration,
     pub events_maxlen: usize,
     pub max_attempts: u32,
+    /// Replicas that must confirm an enqueue (`WAIT`); 0 does not wait.
+    pub replica_acks: u32,
+    pub replica_ack_timeout: Duration,
 }
 
 impl Limits {
@@ -53,6 +56,8 @@ impl Limits {
             result_ttl: config.result_ttl,
             events_maxlen: config.events_maxlen,
             max_attempts: config.max_attempts,
+            replica_acks: config.replica_acks,
+            replica_ack_timeout: config.replica_ack_timeout,
         }
     }
 }

@@ -201,13 +201,36 @@ impl Bus {
             self.limits.max_queue_depth.to_string(),
             if force { "1" } else { "0" }.to_string(),
         ];
-        // EVALSHA (loading the script on NOSCRIPT): enqueue is the hot path of dispatchers.
-        let (status, depth): (i64, usize) = ENQUEUE_SCRIPT
-            .key(&keys[0])
-            .key(&keys[1])
-            .arg(&args[..])
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let (status, depth) = if self.limits.replica_acks == 0 {
+            // EVALSHA (loading the script on NOSCRIPT): enqueue is the hot path of dispatchers.
+            ENQUEUE_SCRIPT
+                .key(&keys[0])
+                .key(&keys[1])
+                .arg(&args[..])
+                .invoke_async(&mut self.conn.clone())
+                .await?
+        } else {
+            // WAIT in the same pipeline, so on the same server right after the script: it
+            // returns how many replicas have this connection's writes so far.
+            let wanted = self.limits.replica_acks;
+            let within = self.limits.replica_ack_timeout;
+            let ((status, depth), acked): ((i64, usize), u32) = redis::pipe()
+                .add_command(eval(ENQUEUE, &keys, &args))
+                .cmd("WAIT")
+                .arg(wanted)
+                .arg(within.as_millis().max(1) as u64)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            if status == 1 && acked < wanted {
+                return Err(BusError::NotReplicated {
+                    command_id: command.id.clone(),
+                    acked,
+                    wanted,
+                    within,
+                });
+            }
+            (status, depth)
+        };
         match status {
             1 => Ok(depth),
             -1 => Err(BusError::QueueFull {

@@ -32,6 +32,8 @@ pub enum ExitStatus {
     CommandFailed,
     /// A wait ended before the result arrived.
     TimedOut,
+    /// Queued on the primary, but fewer replicas than `PANEBUS_REPLICA_ACKS` confirmed it.
+    NotReplicated,
     /// Interrupted by Ctrl-C / SIGINT.
     Interrupted,
 }
@@ -49,6 +51,7 @@ impl ExitStatus {
             ExitStatus::InvalidPayload => 6,
             ExitStatus::CommandFailed => 7,
             ExitStatus::TimedOut => 8,
+            ExitStatus::NotReplicated => 9,
             ExitStatus::Interrupted => 130,
         }
     }
@@ -105,6 +108,7 @@ fn bus_status(err: &BusError) -> ExitStatus {
             ExitStatus::InvalidPayload
         }
         BusError::Timeout { .. } => ExitStatus::TimedOut,
+        BusError::NotReplicated { .. } => ExitStatus::NotReplicated,
         BusError::Redis(redis) => redis_status(redis),
         _ => ExitStatus::Error,
     }
