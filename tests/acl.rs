@@ -837,6 +837,10 @@ fn on_a_redis_cluster_the_users_work_through_every_node() {
         ));
     }
     for pane in ["%1", second.as_str()] {
+        // Registered first: `dispatch` refuses a worker that is not (yet).
+        wait_for(&format!("worker of {pane} alive"), WAIT, || {
+            dispatcher.alive(pane)
+        });
         let result = dispatcher.json(&["dispatch", pane, "ping", "--wait", "--wait-timeout", "30"]);
         assert_eq!(result["ok"], true, "{result}");
     }
