@@ -796,9 +796,16 @@ async fn replica_acks_confirm_each_enqueue_or_say_it_is_not_replicated() {
         elements.iter().any(|e| e.contains(id))
     };
 
+    // The longest wait where confirmation is expected (a loaded machine may take a while).
+    let mut patient_config = c.clone();
+    patient_config.replica_ack_timeout = Duration::from_secs(4);
+    let patient = Bus::connect(&patient_config).await.unwrap();
     let confirmed = Command::new("ping", json!({}), "test");
     assert_eq!(
-        bus.enqueue("testnode/%1", &confirmed, true).await.unwrap(),
+        patient
+            .enqueue("testnode/%1", &confirmed, true)
+            .await
+            .unwrap(),
         1
     );
 
@@ -835,8 +842,8 @@ async fn replica_acks_confirm_each_enqueue_or_say_it_is_not_replicated() {
         "the replica confirms again",
         Duration::from_secs(20),
         || {
-            let (bus, again) = (&bus, &again);
-            async move { bus.enqueue("testnode/%1", again, true).await.is_ok() }
+            let (patient, again) = (&patient, &again);
+            async move { patient.enqueue("testnode/%1", again, true).await.is_ok() }
         },
     )
     .await;

@@ -55,8 +55,14 @@ fn stderr(out: &std::process::Output) -> String {
 async fn failover_while_commands_flow_loses_nothing(setup: &SentinelSetup, bus: &Panebus) {
     let logs = tempfile::tempdir().unwrap();
     let _worker: ChildGuard = bus.worker("%1", &logs.path().join("worker.log"));
+    // The CLI calls get the longest replica wait (a loaded machine may take a while to
+    // acknowledge); the enqueues during the failover keep the short one of `bus`.
+    let mut patient = Panebus {
+        env: bus.env.clone(),
+    };
+    patient.set("PANEBUS_REPLICA_ACK_TIMEOUT", "4s");
 
-    let result = bus.json(&["dispatch", "%1", "ping", "--wait", "--wait-timeout", "30"]);
+    let result = patient.json(&["dispatch", "%1", "ping", "--wait", "--wait-timeout", "30"]);
     assert_eq!(result["ok"], true, "{result}");
     // The command went through the primary the sentinel names.
     assert_eq!(setup.current_primary(), setup.primary_port);
@@ -102,6 +108,9 @@ async fn failover_while_commands_flow_loses_nothing(setup: &SentinelSetup, bus: 
         setup
             .cli(setup.primary_port, &["info", "replication"])
             .contains("master_link_status:up")
+            && setup
+                .cli(setup.replica_port, &["info", "replication"])
+                .contains("state=online")
     });
     eprintln!(
         "sentinel failover: {} enqueues accepted, {refused} refused, {unconfirmed} not confirmed by a replica",
@@ -141,8 +150,9 @@ async fn failover_while_commands_flow_loses_nothing(setup: &SentinelSetup, bus: 
         accepted.len()
     );
 
-    // A new CLI process resolves the new primary; the worker serves it.
-    let result = bus.json(&["dispatch", "%1", "ping", "--wait", "--wait-timeout", "30"]);
+    // A new CLI process resolves the new primary; the worker serves it (with
+    // PANEBUS_REPLICA_ACKS, the resynced old primary confirms it).
+    let result = patient.json(&["dispatch", "%1", "ping", "--wait", "--wait-timeout", "30"]);
     assert_eq!(result["ok"], true, "{result}");
     let id = result["command_id"].as_str().unwrap();
     let stored = setup.cli(setup.replica_port, &["exists", &KEYS.result(id)]);
