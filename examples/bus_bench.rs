@@ -16,7 +16,6 @@
 //! cargo run --release --example bus_bench -- 5000 20000 1,4,16 1000,10000
 //! ```
 
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,60 +27,9 @@ use panebus::worker::{handler_fn, StopTokens, Worker};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-struct Redis {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_redis() -> Redis {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed");
-    let url = format!("redis://127.0.0.1:{port}/0");
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client
-        .get_connection()
-        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Redis {
-        child,
-        url,
-        _dir: dir,
-    }
-}
+#[path = "support/private_redis.rs"]
+mod private_redis;
+use private_redis::PrivateRedis;
 
 fn config(url: &str, namespace: &str) -> Config {
     let mut c = Config::from_lookup(|_| None).unwrap();
@@ -479,7 +427,7 @@ async fn main() {
         .unwrap_or(20_000);
     let worker_counts = list(args.next(), &[1, 4, 16]);
     let depths = list(args.next(), &[1000, 10_000]);
-    let redis = start_redis();
+    let redis = PrivateRedis::start(&[]);
     println!("load average at start: {}", load());
 
     let (received, round_trip) = panebus_latency(&redis.url, samples).await;

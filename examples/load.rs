@@ -28,6 +28,10 @@ use panebus::schema::Command;
 use rand::Rng;
 use serde_json::json;
 
+#[path = "support/private_redis.rs"]
+mod private_redis;
+use private_redis::PrivateRedis;
+
 const NS: &str = "load";
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -45,35 +49,6 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn start_redis(dir: &std::path::Path) -> (Guard, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Process::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--maxclients", "10000"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed");
-    let url = format!("redis://127.0.0.1:{port}/0");
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client
-        .get_connection()
-        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Guard(child), url)
 }
 
 fn env_for(url: &str) -> Vec<(&'static str, String)> {
@@ -221,8 +196,8 @@ async fn main() {
         std::path::Path::new(&bin).exists(),
         "{bin} not found: build it (cargo build --release --bin panebus) or set PANEBUS_BIN"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let (_redis, url) = start_redis(dir.path());
+    let redis = PrivateRedis::start(&["--maxclients", "10000"]);
+    let url = redis.url.clone();
     let mut conn = redis::Client::open(url.as_str())
         .unwrap()
         .get_connection()
