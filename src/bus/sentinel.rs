@@ -288,8 +288,14 @@ pub(super) fn breaks_connection(e: &RedisError) -> bool {
 
 /// Whether the server refused a write because it is no longer a writable primary.
 pub(super) fn is_readonly(e: &RedisError) -> bool {
-    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
-        || e.code() == Some("NOREPLICAS")
+    e.code().is_some_and(is_replica_refusal)
+}
+
+/// The error codes of a server that is no longer a writable primary: `READONLY` (demoted to
+/// a replica) and `NOREPLICAS` (`min-replicas-to-write` unmet, as when its replica was
+/// promoted).
+fn is_replica_refusal(code: &str) -> bool {
+    code == "READONLY" || code == "NOREPLICAS"
 }
 
 impl ConnectionLike for SentinelPrimary {
@@ -325,9 +331,7 @@ impl ConnectionLike for SentinelPrimary {
 
 fn refused_as_replica(value: &Value) -> bool {
     match value {
-        Value::ServerError(e) => {
-            e.kind() == Some(redis::ServerErrorKind::ReadOnly) || e.code() == "NOREPLICAS"
-        }
+        Value::ServerError(e) => is_replica_refusal(e.code()),
         Value::Array(items) => items.iter().any(refused_as_replica),
         _ => false,
     }
