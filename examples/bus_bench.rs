@@ -174,38 +174,67 @@ async fn panebus_latency(url: &str, samples: usize) -> (Percentiles, Percentiles
     (Percentiles::of(received), Percentiles::of(round_trip))
 }
 
+/// One consumer of the raw loop: `BLMOVE` queue → processing on a connection of its own
+/// (without a response timeout, which a parked BLMOVE must not have), `LREM` from the
+/// processing list on another.
+struct RawConsumer {
+    blocking: redis::aio::MultiplexedConnection,
+    conn: redis::aio::MultiplexedConnection,
+    queue: String,
+    processing: String,
+}
+
+impl RawConsumer {
+    async fn open(client: &redis::Client, queue: &str, processing: &str) -> RawConsumer {
+        let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        RawConsumer {
+            blocking: client
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await
+                .unwrap(),
+            conn: client.get_multiplexed_async_connection().await.unwrap(),
+            queue: queue.to_string(),
+            processing: processing.to_string(),
+        }
+    }
+
+    /// The next command, waiting up to `block_secs`.
+    async fn take(&mut self, block_secs: f64) -> Option<String> {
+        redis::cmd("BLMOVE")
+            .arg(&self.queue)
+            .arg(&self.processing)
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(block_secs)
+            .query_async(&mut self.blocking)
+            .await
+            .unwrap()
+    }
+
+    async fn ack(&mut self, item: String) {
+        let _: i64 = redis::cmd("LREM")
+            .arg(&self.processing)
+            .arg(1)
+            .arg(item)
+            .query_async(&mut self.conn)
+            .await
+            .unwrap();
+    }
+}
+
 /// The raw loop's dispatch → BLMOVE returned, one command at a time.
 async fn raw_latency(url: &str, samples: usize) -> Percentiles {
     let client = redis::Client::open(url).unwrap();
     let payload = Command::new("noop", json!({}), "bench").to_json();
-    let (queue, processing) = ("rawlat:{w}:queue", "rawlat:{w}:processing");
+    let queue = "rawlat:{w}:queue";
     let (tx, mut rx) = mpsc::unbounded_channel();
     let total = samples + samples / 10;
-    let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-    let mut blocking = client
-        .get_multiplexed_async_connection_with_config(&cfg)
-        .await
-        .unwrap();
-    let mut consumer_conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut consumer = RawConsumer::open(&client, queue, "rawlat:{w}:processing").await;
     let consumer = tokio::spawn(async move {
         for _ in 0..total {
-            let item: String = redis::cmd("BLMOVE")
-                .arg(queue)
-                .arg(processing)
-                .arg("RIGHT")
-                .arg("LEFT")
-                .arg(10)
-                .query_async(&mut blocking)
-                .await
-                .unwrap();
+            let item = consumer.take(10.0).await.expect("a command within 10 s");
             let _ = tx.send(Instant::now());
-            let _: i64 = redis::cmd("LREM")
-                .arg(processing)
-                .arg(1)
-                .arg(item)
-                .query_async(&mut consumer_conn)
-                .await
-                .unwrap();
+            consumer.ack(item).await;
         }
     });
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -286,36 +315,17 @@ async fn raw_consumers(
     let done = Arc::new(AtomicU64::new(0));
     let mut consumers = Vec::new();
     for w in 0..workers {
-        let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-        let mut blocking = client
-            .get_multiplexed_async_connection_with_config(&cfg)
-            .await
-            .unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let done = done.clone();
-        let (queue, processing) = (
-            format!("{prefix}:{{w{w}}}:queue"),
-            format!("{prefix}:{{w{w}}}:processing"),
-        );
+        let mut consumer = RawConsumer::open(
+            client,
+            &format!("{prefix}:{{w{w}}}:queue"),
+            &format!("{prefix}:{{w{w}}}:processing"),
+        )
+        .await;
         consumers.push(tokio::spawn(async move {
             while (done.load(Ordering::Relaxed) as usize) < total {
-                let item: Option<String> = redis::cmd("BLMOVE")
-                    .arg(&queue)
-                    .arg(&processing)
-                    .arg("RIGHT")
-                    .arg("LEFT")
-                    .arg(0.1)
-                    .query_async(&mut blocking)
-                    .await
-                    .unwrap();
-                if let Some(item) = item {
-                    let _: i64 = redis::cmd("LREM")
-                        .arg(&processing)
-                        .arg(1)
-                        .arg(item)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
+                if let Some(item) = consumer.take(0.1).await {
+                    consumer.ack(item).await;
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }
