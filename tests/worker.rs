@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -388,6 +388,14 @@ async fn wait_acked(bus: &Bus, worker: &str) {
     .await;
 }
 
+/// A `--handler` spec for command type `kind` running `sh -c 'echo $$ > PIDFILE; SCRIPT'`,
+/// and the pid file (in `dir`), read with [`wait_file`] once the handler runs.
+fn pid_recording_handler(dir: &Path, kind: &str, script: &str) -> (String, PathBuf) {
+    let pidfile = dir.join(format!("{kind}.pid"));
+    let spec = format!("{kind}=sh -c 'echo $$ > {}; {script}'", pidfile.display());
+    (spec, pidfile)
+}
+
 async fn wait_file(path: &Path) -> String {
     wait_for_async(&format!("{} exists", path.display()), WAIT, || async {
         std::fs::read_to_string(path)
@@ -403,11 +411,7 @@ async fn external_handlers_pass_hostile_text_literally_and_report_failures() {
     let redis = RedisServer::start();
     let bus = Bus::connect(&config(&redis)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("slow.pid");
-    let slow = format!(
-        "slow=sh -c 'echo $$ > {}; exec sleep 60'",
-        pidfile.display()
-    );
+    let (slow, pidfile) = pid_recording_handler(dir.path(), "slow", "exec sleep 60");
     let mut child = ChildGuard(worker_process(
         &redis,
         "%5",
@@ -472,11 +476,7 @@ async fn sigkill_between_take_and_ack_keeps_the_command_for_redelivery() {
     let redis = RedisServer::start();
     let bus = Bus::connect(&config(&redis)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("handler.pid");
-    let work = format!(
-        "work=sh -c 'echo $$ > {}; exec sleep 60'",
-        pidfile.display()
-    );
+    let (work, pidfile) = pid_recording_handler(dir.path(), "work", "exec sleep 60");
     let mut first = ChildGuard(worker_process(&redis, "%7", &["--handler", &work]));
     let id = format!("{NODE}/%7");
     wait_registered(&bus, &id).await;
@@ -599,11 +599,7 @@ async fn one_stop_signal_with_redis_gone_ends_the_worker_within_a_heartbeat_ttl(
     let mut redis = RedisServer::start();
     let bus = Bus::connect(&config(&redis)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("handler.pid");
-    let work = format!(
-        "work=sh -c 'echo $$ > {}; sleep 1; echo {{}}'",
-        pidfile.display()
-    );
+    let (work, pidfile) = pid_recording_handler(dir.path(), "work", "sleep 1; echo {}");
     let mut child = ChildGuard(worker_process_with(
         &redis,
         "%8",
