@@ -484,13 +484,11 @@ fn judge(
             .push((k.at_ms, latest));
     }
     // A Redis crash can take back a stored result and ack whose command stays in the
-    // processing list: one redelivery, on any worker.
+    // processing list: one redelivery, on any worker (once per worker, not per command).
+    let workers: HashSet<&str> = sent.iter().map(|s| s.worker.as_str()).collect();
     for &crash in redis_crashes_ms {
-        for s in sent {
-            deaths
-                .entry(s.worker.as_str())
-                .or_default()
-                .push((crash, crash));
+        for &worker in &workers {
+            deaths.entry(worker).or_default().push((crash, crash));
         }
     }
     for e in events.iter().filter(|e| e.kind == "pane_respawned") {
@@ -591,7 +589,6 @@ fn judge(
     }
     // Nothing may stay queued or taken.
     let mut conn = inst.conn();
-    let workers: HashSet<&str> = sent.iter().map(|s| s.worker.as_str()).collect();
     for w in workers {
         let queued: usize = conn.llen(inst.keys.queue(w)).unwrap();
         let taken: usize = conn.llen(inst.keys.processing(w)).unwrap();
