@@ -172,8 +172,9 @@ pub struct Config {
 }
 
 /// Longest accepted `PANEBUS_REPLICA_ACK_TIMEOUT`: the wait must end well within the
-/// response timeout of the bus's connection (5 s).
-const MAX_REPLICA_ACK_TIMEOUT: Duration = Duration::from_secs(4);
+/// response timeout of the bus's connection.
+const MAX_REPLICA_ACK_TIMEOUT: Duration =
+    crate::bus::connection::RESPONSE_TIMEOUT.saturating_sub(Duration::from_secs(1));
 
 /// Values given on the command line; each `Some` replaces the variable's value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -448,7 +449,6 @@ impl Config {
         self.check_tls()
     }
 
-    /// TLS files only make sense with a TLS URL, and a client certificate needs its key.
     /// `WAIT` confirms the writes of one connection to one server: a Cluster spreads a
     /// bus over several primaries, so the setting is refused there.
     fn check_replica_acks(&self) -> Result<(), ConfigError> {
@@ -464,6 +464,7 @@ impl Config {
         Ok(())
     }
 
+    /// TLS files only make sense with a TLS URL, and a client certificate needs its key.
     fn check_tls(&self) -> Result<(), ConfigError> {
         let tls = &self.redis_tls;
         match (&tls.client_cert, &tls.client_key) {
